@@ -89,18 +89,8 @@ pub struct Tracker {
 impl Tracker {
     /// A tracker for a backend that started at `started_at`: `Initializing`.
     pub fn new(rules: Rules, started_at: Time) -> Tracker {
-        let rules = Rules {
-            threshold: rules.threshold.max(1),
-            ..rules
-        };
-        Tracker {
-            rules,
-            state: HealthState::Initializing,
-            started_at,
-            been_healthy: false,
-            successes: 0,
-            failures: 0,
-        }
+        let rules = Rules { threshold: rules.threshold.max(1), ..rules };
+        Tracker { rules, state: HealthState::Initializing, started_at, been_healthy: false, successes: 0, failures: 0 }
     }
 
     pub fn state(&self) -> HealthState {
@@ -117,21 +107,14 @@ impl Tracker {
 
     /// Change the rules without forgetting what was seen (a probe edited in place).
     pub fn set_rules(&mut self, rules: Rules) {
-        self.rules = Rules {
-            threshold: rules.threshold.max(1),
-            ..rules
-        };
+        self.rules = Rules { threshold: rules.threshold.max(1), ..rules };
     }
 
     /// The backend started again: back to `Initializing`, counts and grace start over.
     pub fn restart(&mut self, now: Time) -> Option<Transition> {
         let from = self.state;
         *self = Tracker::new(self.rules, now);
-        (from != HealthState::Initializing).then_some(Transition {
-            from,
-            to: HealthState::Initializing,
-            at: now,
-        })
+        (from != HealthState::Initializing).then_some(Transition { from, to: HealthState::Initializing, at: now })
     }
 
     fn grace_over(&self, now: Time) -> bool {
@@ -197,13 +180,7 @@ mod tests {
     /// Runs a scenario: one step a line, `s` success, `f` failure (an answer), `-` silence, `t` no probe,
     /// each a second apart from t=1 s; prints the state after each step.
     fn check(threshold: u32, grace_s: u64, steps: &str, expected: Expect) {
-        let mut t = Tracker::new(
-            Rules {
-                threshold,
-                grace: Duration::from_secs(grace_s),
-            },
-            Time::ZERO,
-        );
+        let mut t = Tracker::new(Rules { threshold, grace: Duration::from_secs(grace_s) }, Time::ZERO);
         let mut out = String::new();
         for (i, c) in steps.chars().enumerate() {
             let now = Time::from_millis((i as u64 + 1) * 1000);
@@ -320,20 +297,11 @@ mod tests {
 
     #[test]
     fn restart_goes_back_to_initializing() {
-        let mut t = Tracker::new(
-            Rules {
-                threshold: 1,
-                grace: Duration::from_secs(5),
-            },
-            Time::ZERO,
-        );
+        let mut t = Tracker::new(Rules { threshold: 1, grace: Duration::from_secs(5) }, Time::ZERO);
         t.observe(Outcome::Success, Time(1000));
         assert_eq!(t.state(), HealthState::Healthy);
         let tr = t.restart(Time(2000)).expect("a transition");
-        assert_eq!(
-            (tr.from, tr.to),
-            (HealthState::Healthy, HealthState::Initializing)
-        );
+        assert_eq!((tr.from, tr.to), (HealthState::Healthy, HealthState::Initializing));
         // The grace counts from the restart, and being healthy before does not carry over.
         assert_eq!(t.observe(Outcome::Silence, Time(3000)), None);
         assert_eq!(t.next_deadline(), Some(Time(7000)));

@@ -6,19 +6,7 @@
 use std::time::Duration;
 
 /// A point in time, in milliseconds on the caller's scale.
-#[derive(
-    Clone,
-    Copy,
-    Debug,
-    Default,
-    PartialEq,
-    Eq,
-    PartialOrd,
-    Ord,
-    Hash,
-    serde::Serialize,
-    serde::Deserialize,
-)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(transparent)]
 pub struct Time(pub u64);
 
@@ -35,10 +23,7 @@ impl Time {
 
     /// `self + d`, saturating.
     pub fn add(self, d: Duration) -> Time {
-        Time(
-            self.0
-                .saturating_add(u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
-        )
+        Time(self.0.saturating_add(u64::try_from(d.as_millis()).unwrap_or(u64::MAX)))
     }
 
     /// How long from `earlier` to `self`; zero when `earlier` is later.
