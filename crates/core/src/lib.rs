@@ -4,5 +4,9 @@
 //! versions, resource ids, upgrade policies and the rollout planner. Adapters (store, images, runtime,
 //! lb) and the server do the I/O and call in here to decide.
 
+pub mod gallery;
 pub mod health;
+pub mod ids;
+pub mod names;
 pub mod time;
+pub mod version;

@@ -1,1 +1,45 @@
-fn main() {}
+//! The `galleon` binary: every CLI verb, and the processes a home runs (`serve`; later the data plane,
+//! the instance agent and the sample app), all in one executable so a plain `cargo build` is enough.
+
+use std::process::ExitCode;
+
+use galleon_cli::{Command, Parsed};
+
+fn main() -> ExitCode {
+    let cli = match galleon_cli::parse(std::env::args_os()) {
+        Parsed::Run(cli) => cli,
+        Parsed::Exit(code) => return exit(code),
+    };
+    match cli.command {
+        Command::Serve => exit(serve(cli.global.home)),
+        _ => exit(galleon_cli::run(cli)),
+    }
+}
+
+fn exit(code: i32) -> ExitCode {
+    ExitCode::from(u8::try_from(code).unwrap_or(1))
+}
+
+fn init_logs() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("GALLEON_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
+}
+
+fn serve(home: std::path::PathBuf) -> i32 {
+    init_logs();
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("ERROR: cannot start the runtime: {e}");
+            return 1;
+        }
+    };
+    match rt.block_on(galleon_server::serve(galleon_server::ServeOptions { home })) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("ERROR: {e:#}");
+            1
+        }
+    }
+}

@@ -1,0 +1,401 @@
+//! The command tree, as `az` spells it: groups, verbs and flags (with az's short flags where it has them).
+//!
+//! Only the shape of the command line lives here; `commands/` carries each verb out. `docs/cli.md` is
+//! generated from this tree (`cargo xtask codegen`).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::output::Format;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "galleon",
+    version,
+    about = "A self-hosted scale-set platform: build images, publish them to a gallery, run scale sets behind a \
+             load balancer, and upgrade them safely.",
+    disable_help_subcommand = true,
+    max_term_width = 110
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct Global {
+    /// The galleon home: state, images, instances and the API socket.
+    #[arg(long, global = true, env = "GALLEON_HOME", value_name = "DIR", default_value_os_t = default_home(), hide_default_value = true)]
+    pub home: PathBuf,
+    /// Output format.
+    #[arg(short = 'o', long, global = true, value_enum, default_value_t = Format::Json)]
+    pub output: Format,
+    /// JMESPath query string, applied to the output (see http://jmespath.org/).
+    #[arg(long, global = true, value_name = "JMESPATH")]
+    pub query: Option<String>,
+    /// Only show errors, suppressing warnings and progress.
+    #[arg(long, global = true)]
+    pub only_show_errors: bool,
+}
+
+/// `~/.galleon`, or `.galleon` in the working directory when there is no HOME.
+pub fn default_home() -> PathBuf {
+    std::env::var_os("HOME").map(PathBuf::from).unwrap_or_default().join(".galleon")
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the control plane of a home: the API, state, and everything that reconciles it.
+    Serve,
+    /// Manage resource groups.
+    #[command(subcommand)]
+    Group(GroupCmd),
+    /// Set defaults, such as the resource group used when -g is left out.
+    Configure(ConfigureArgs),
+    /// Show the home's subscription.
+    #[command(subcommand)]
+    Account(AccountCmd),
+    /// Manage the gallery: galleries, image definitions and image versions.
+    #[command(subcommand)]
+    Sig(SigCmd),
+    /// Manage managed images (images outside the gallery).
+    #[command(subcommand)]
+    Image(ImageCmd),
+}
+
+// ---- shared flag groups ----
+
+#[derive(Args, Debug, Clone, Default)]
+pub struct GroupArg {
+    /// Name of the resource group. Configure a default with `galleon configure --defaults group=NAME`.
+    #[arg(short = 'g', long = "resource-group", value_name = "NAME")]
+    pub resource_group: Option<String>,
+}
+
+#[derive(Args, Debug, Clone, Default)]
+pub struct CreateCommon {
+    /// Location; defaults to the resource group's.
+    #[arg(short = 'l', long)]
+    pub location: Option<String>,
+    /// Space-separated tags: key[=value] [key[=value] ...].
+    #[arg(long, num_args = 0..)]
+    pub tags: Option<Vec<String>>,
+}
+
+#[derive(Args, Debug, Clone, Default)]
+pub struct GenericUpdate {
+    /// Update an object by specifying a property path and value to set, e.g. `properties.key=value`.
+    #[arg(long, value_name = "PATH=VALUE", num_args = 1.., action = clap::ArgAction::Append)]
+    pub set: Vec<String>,
+    /// Add an object to a list: `--add PATH VALUE`, the value JSON or KEY=VALUE.
+    #[arg(long, value_names = ["PATH", "VALUE"], num_args = 2, action = clap::ArgAction::Append)]
+    pub add: Vec<String>,
+    /// Remove a property or a list element: `--remove PATH [INDEX]`.
+    #[arg(long, value_name = "PATH [INDEX]", num_args = 1..=2, action = clap::ArgAction::Append)]
+    pub remove: Vec<String>,
+}
+
+#[derive(Args, Debug, Clone, Default)]
+pub struct NoWait {
+    /// Do not wait for the long-running operation to finish.
+    #[arg(long)]
+    pub no_wait: bool,
+}
+
+#[derive(Args, Debug, Clone, Default)]
+pub struct Ids {
+    /// One or more resource ids; when given, the other naming flags are not needed.
+    #[arg(long, num_args = 1..)]
+    pub ids: Option<Vec<String>>,
+}
+
+// ---- group ----
+
+#[derive(Subcommand, Debug)]
+pub enum GroupCmd {
+    /// Create a new resource group.
+    Create {
+        /// Name of the new resource group.
+        #[arg(short = 'n', long = "name", visible_alias = "resource-group", short_alias = 'g')]
+        name: String,
+        #[command(flatten)]
+        common: CreateCommon,
+    },
+    /// List resource groups.
+    List,
+    /// Get a resource group.
+    Show {
+        #[arg(short = 'n', long = "name", visible_alias = "resource-group", short_alias = 'g')]
+        name: String,
+    },
+    /// Check whether a resource group exists.
+    Exists {
+        #[arg(short = 'n', long = "name", visible_alias = "resource-group", short_alias = 'g')]
+        name: String,
+    },
+    /// Delete an empty resource group.
+    Delete {
+        #[arg(short = 'n', long = "name", visible_alias = "resource-group", short_alias = 'g')]
+        name: String,
+        /// Do not prompt for confirmation.
+        #[arg(short = 'y', long)]
+        yes: bool,
+        #[command(flatten)]
+        no_wait: NoWait,
+    },
+}
+
+// ---- configure / account ----
+
+#[derive(Args, Debug)]
+pub struct ConfigureArgs {
+    /// Space-separated defaults in 'key=value' form, e.g. `group=rg`. An empty value clears a default.
+    #[arg(short = 'd', long, num_args = 1.., value_name = "KEY=VALUE")]
+    pub defaults: Vec<String>,
+    /// List the current defaults.
+    #[arg(short = 'l', long)]
+    pub list_defaults: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AccountCmd {
+    /// Show the home's subscription.
+    Show,
+}
+
+// ---- sig ----
+
+#[derive(Args, Debug, Clone, Default)]
+pub struct GalleryArgs {
+    #[command(flatten)]
+    pub group: GroupArg,
+    /// Gallery name.
+    #[arg(short = 'r', long = "gallery-name", value_name = "NAME")]
+    pub gallery: Option<String>,
+}
+
+#[derive(Args, Debug, Clone, Default)]
+pub struct DefinitionArgs {
+    #[command(flatten)]
+    pub gallery: GalleryArgs,
+    /// Gallery image definition name.
+    #[arg(short = 'i', long = "gallery-image-definition", value_name = "NAME")]
+    pub definition: Option<String>,
+}
+
+#[derive(Args, Debug, Clone, Default)]
+pub struct VersionArgs {
+    #[command(flatten)]
+    pub definition: DefinitionArgs,
+    /// Gallery image version, MAJOR.MINOR.PATCH (or `latest` to show what latest resolves to).
+    #[arg(short = 'e', long = "gallery-image-version", value_name = "VERSION")]
+    pub version: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SigCmd {
+    /// Create a gallery.
+    Create {
+        #[command(flatten)]
+        gallery: GalleryArgs,
+        /// A description of the gallery.
+        #[arg(long)]
+        description: Option<String>,
+        #[command(flatten)]
+        common: CreateCommon,
+    },
+    /// List galleries (of a group with -g).
+    List {
+        #[command(flatten)]
+        group: GroupArg,
+    },
+    /// Show a gallery.
+    Show {
+        #[command(flatten)]
+        gallery: GalleryArgs,
+        #[command(flatten)]
+        ids: Ids,
+    },
+    /// Delete a gallery (it must hold no image definitions).
+    Delete {
+        #[command(flatten)]
+        gallery: GalleryArgs,
+        #[command(flatten)]
+        ids: Ids,
+    },
+    /// Manage image definitions.
+    #[command(subcommand)]
+    ImageDefinition(DefinitionCmd),
+    /// Manage image versions.
+    #[command(subcommand)]
+    ImageVersion(VersionCmd),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DefinitionCmd {
+    /// Create an image definition.
+    Create {
+        #[command(flatten)]
+        definition: DefinitionArgs,
+        /// Image publisher.
+        #[arg(short = 'p', long)]
+        publisher: String,
+        /// Image offer.
+        #[arg(short = 'f', long)]
+        offer: String,
+        /// Image sku.
+        #[arg(short = 's', long)]
+        sku: String,
+        /// The operating system type of the images.
+        #[arg(long, value_parser = ["Linux", "Windows", "linux", "windows"], default_value = "Linux")]
+        os_type: String,
+        /// Generalized or Specialized.
+        #[arg(long, value_parser = ["Generalized", "Specialized", "generalized", "specialized"])]
+        os_state: Option<String>,
+        /// V1 or V2.
+        #[arg(long)]
+        hyper_v_generation: Option<String>,
+        #[arg(long)]
+        description: Option<String>,
+        /// The end of life date, e.g. 2027-12-31.
+        #[arg(long)]
+        end_of_life_date: Option<String>,
+        #[command(flatten)]
+        common: CreateCommon,
+    },
+    /// List the image definitions of a gallery.
+    List {
+        #[command(flatten)]
+        gallery: GalleryArgs,
+    },
+    /// Show an image definition.
+    Show {
+        #[command(flatten)]
+        definition: DefinitionArgs,
+        #[command(flatten)]
+        ids: Ids,
+    },
+    /// Delete an image definition (it must hold no versions).
+    Delete {
+        #[command(flatten)]
+        definition: DefinitionArgs,
+        #[command(flatten)]
+        ids: Ids,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum VersionCmd {
+    /// Publish an image version from a directory or archive, or from a managed image.
+    Create {
+        #[command(flatten)]
+        version: VersionArgs,
+        /// A directory, or a tar / tar.gz / tar.zst archive, holding the image root.
+        #[arg(long, value_name = "DIR_OR_TAR", conflicts_with = "managed_image")]
+        source: Option<PathBuf>,
+        /// A managed image to publish: its name (in -g), its id, or RG/NAME.
+        #[arg(long, value_name = "NAME_OR_ID")]
+        managed_image: Option<String>,
+        /// Leave this version out when `latest` is resolved.
+        #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+        exclude_from_latest: Option<bool>,
+        /// The end of life date, e.g. 2027-12-31.
+        #[arg(long)]
+        end_of_life_date: Option<String>,
+        /// The command an instance runs, relative to the image root (default: `start`).
+        #[arg(long)]
+        entrypoint: Option<String>,
+        #[command(flatten)]
+        common: CreateCommon,
+        #[command(flatten)]
+        no_wait: NoWait,
+    },
+    /// List the versions of an image definition.
+    List {
+        #[command(flatten)]
+        definition: DefinitionArgs,
+    },
+    /// Show an image version (`-e latest` shows what latest resolves to).
+    Show {
+        #[command(flatten)]
+        version: VersionArgs,
+        #[command(flatten)]
+        ids: Ids,
+    },
+    /// Update an image version: exclusion from latest, end of life, tags, revocation.
+    Update {
+        #[command(flatten)]
+        version: VersionArgs,
+        #[command(flatten)]
+        ids: Ids,
+        /// Leave this version out when `latest` is resolved.
+        #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+        exclude_from_latest: Option<bool>,
+        /// The end of life date, e.g. 2027-12-31.
+        #[arg(long)]
+        end_of_life_date: Option<String>,
+        #[command(flatten)]
+        update: GenericUpdate,
+        #[command(flatten)]
+        no_wait: NoWait,
+    },
+    /// Delete an image version (no scale set may use it).
+    Delete {
+        #[command(flatten)]
+        version: VersionArgs,
+        #[command(flatten)]
+        ids: Ids,
+        #[command(flatten)]
+        no_wait: NoWait,
+    },
+}
+
+// ---- image ----
+
+#[derive(Subcommand, Debug)]
+pub enum ImageCmd {
+    /// Create a managed image from a directory or archive.
+    Create {
+        #[command(flatten)]
+        group: GroupArg,
+        /// Name of the image.
+        #[arg(short = 'n', long)]
+        name: String,
+        /// A directory, or a tar / tar.gz / tar.zst archive, holding the image root.
+        #[arg(long, value_name = "DIR_OR_TAR")]
+        source: PathBuf,
+        /// The command an instance runs, relative to the image root (default: `start`).
+        #[arg(long)]
+        entrypoint: Option<String>,
+        #[arg(long, value_parser = ["Linux", "Windows", "linux", "windows"])]
+        os_type: Option<String>,
+        #[command(flatten)]
+        common: CreateCommon,
+    },
+    /// List managed images (of a group with -g).
+    List {
+        #[command(flatten)]
+        group: GroupArg,
+    },
+    /// Show a managed image.
+    Show {
+        #[command(flatten)]
+        group: GroupArg,
+        #[arg(short = 'n', long)]
+        name: Option<String>,
+        #[command(flatten)]
+        ids: Ids,
+    },
+    /// Delete a managed image.
+    Delete {
+        #[command(flatten)]
+        group: GroupArg,
+        #[arg(short = 'n', long)]
+        name: Option<String>,
+        #[command(flatten)]
+        ids: Ids,
+    },
+}

@@ -1,0 +1,93 @@
+//! The ARM API: one `match` from a request's shape to its handler, and the handlers by resource.
+//!
+//! Handlers are plain functions over `&App` that run on the blocking pool (they use SQLite and the
+//! image store directly); long work is handed to reconcilers, which answer through operations.
+
+pub mod account;
+pub mod gallery;
+pub mod groups;
+pub mod images;
+pub mod operations;
+
+use axum::http::Method;
+use axum::response::Response;
+
+use crate::App;
+use crate::error::{ApiError, ApiResult};
+use crate::request::ApiRequest;
+
+pub fn handle(app: &App, req: &ApiRequest) -> ApiResult<Response> {
+    if req.shape == "<subscriptions>" {
+        req.check_api_version()?;
+        return account::list(app);
+    }
+    if !req.subscription.eq_ignore_ascii_case(&app.subscription) {
+        return Err(ApiError::not_found(
+            "SubscriptionNotFound",
+            format!(
+                "The subscription '{}' could not be found; this home's is '{}'.",
+                req.subscription, app.subscription
+            ),
+        ));
+    }
+    req.check_api_version()?;
+    let n: Vec<&str> = req.names.iter().map(String::as_str).collect();
+    let m = &req.method;
+    const GALLERIES: &str = "resourcegroups/{}/providers/microsoft.compute/galleries";
+    match (m.clone(), req.shape.as_str()) {
+        (Method::GET, "") => account::get(app),
+        (Method::GET, "providers/microsoft.compute/locations/{}/operations/{}") => operations::get(app, n[1]),
+
+        (Method::GET, "resourcegroups") => groups::list(app),
+        (Method::PUT, "resourcegroups/{}") => groups::put(app, n[0], req),
+        (Method::GET, "resourcegroups/{}") => groups::get(app, n[0]),
+        (Method::HEAD, "resourcegroups/{}") => groups::head(app, n[0]),
+        (Method::DELETE, "resourcegroups/{}") => groups::delete(app, n[0]),
+
+        (Method::GET, "providers/microsoft.compute/galleries") => gallery::list_galleries(app, None),
+        (Method::GET, s) if s == GALLERIES => gallery::list_galleries(app, Some(n[0])),
+        (Method::PUT, s) if s == format!("{GALLERIES}/{{}}") => gallery::put_gallery(app, n[0], n[1], req),
+        (Method::GET, s) if s == format!("{GALLERIES}/{{}}") => gallery::get_gallery(app, n[0], n[1]),
+        (Method::DELETE, s) if s == format!("{GALLERIES}/{{}}") => gallery::delete_gallery(app, n[0], n[1]),
+        (Method::GET, s) if s == format!("{GALLERIES}/{{}}/images") => gallery::list_definitions(app, n[0], n[1]),
+        (Method::PUT, s) if s == format!("{GALLERIES}/{{}}/images/{{}}") => {
+            gallery::put_definition(app, n[0], n[1], n[2], req)
+        }
+        (Method::GET, s) if s == format!("{GALLERIES}/{{}}/images/{{}}") => {
+            gallery::get_definition(app, n[0], n[1], n[2])
+        }
+        (Method::DELETE, s) if s == format!("{GALLERIES}/{{}}/images/{{}}") => {
+            gallery::delete_definition(app, n[0], n[1], n[2])
+        }
+        (Method::GET, s) if s == format!("{GALLERIES}/{{}}/images/{{}}/versions") => {
+            gallery::list_versions(app, n[0], n[1], n[2])
+        }
+        (Method::PUT, s) if s == format!("{GALLERIES}/{{}}/images/{{}}/versions/{{}}") => {
+            gallery::put_version(app, n[0], n[1], n[2], n[3], req)
+        }
+        (Method::PATCH, s) if s == format!("{GALLERIES}/{{}}/images/{{}}/versions/{{}}") => {
+            gallery::patch_version(app, n[0], n[1], n[2], n[3], req)
+        }
+        (Method::GET, s) if s == format!("{GALLERIES}/{{}}/images/{{}}/versions/{{}}") => {
+            gallery::get_version(app, n[0], n[1], n[2], n[3])
+        }
+        (Method::DELETE, s) if s == format!("{GALLERIES}/{{}}/images/{{}}/versions/{{}}") => {
+            gallery::delete_version(app, n[0], n[1], n[2], n[3])
+        }
+
+        (Method::GET, "providers/microsoft.compute/images") => images::list_images(app, None),
+        (Method::GET, "resourcegroups/{}/providers/microsoft.compute/images") => images::list_images(app, Some(n[0])),
+        (Method::PUT, "resourcegroups/{}/providers/microsoft.compute/images/{}") => images::put(app, n[0], n[1], req),
+        (Method::GET, "resourcegroups/{}/providers/microsoft.compute/images/{}") => images::get(app, n[0], n[1]),
+        (Method::DELETE, "resourcegroups/{}/providers/microsoft.compute/images/{}") => images::delete(app, n[0], n[1]),
+
+        (_, shape) => Err(no_route(m, shape)),
+    }
+}
+
+fn no_route(method: &Method, shape: &str) -> ApiError {
+    ApiError::bad_request(
+        "NoRegisteredProviderFound",
+        format!("galleon does not serve {method} on '{}'.", shape.replace("{}", "…")),
+    )
+}
