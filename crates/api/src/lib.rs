@@ -11,5 +11,6 @@ pub mod gallery;
 pub mod group;
 pub mod image;
 pub mod schema;
+pub mod vmss;
 
 pub use common::*;

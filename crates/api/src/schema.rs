@@ -11,6 +11,8 @@ pub enum Editable {
     GalleryImage,
     GalleryImageVersion,
     Image,
+    ScaleSet,
+    ScaleSetVm,
 }
 
 impl Editable {
@@ -22,6 +24,8 @@ impl Editable {
             Editable::GalleryImage => "image definition",
             Editable::GalleryImageVersion => "image version",
             Editable::Image => "image",
+            Editable::ScaleSet => "scale set",
+            Editable::ScaleSetVm => "scale set instance",
         }
     }
 }
@@ -34,6 +38,8 @@ pub fn of(kind: Editable) -> Value {
         Editable::GalleryImage => schemars::schema_for!(crate::gallery::GalleryImage),
         Editable::GalleryImageVersion => schemars::schema_for!(crate::gallery::GalleryImageVersion),
         Editable::Image => schemars::schema_for!(crate::image::Image),
+        Editable::ScaleSet => schemars::schema_for!(crate::vmss::VirtualMachineScaleSet),
+        Editable::ScaleSetVm => schemars::schema_for!(crate::vmss::VirtualMachineScaleSetVm),
     };
     schema.to_value()
 }

@@ -128,10 +128,8 @@ impl<'a> Node<'a> {
         if let Some(hit) = find(self) {
             return Some(hit);
         }
-        if let Some(env) = self.envelope() {
-            if let Some(hit) = find(&env) {
-                return Some(hit);
-            }
+        if let Some(hit) = self.envelope().and_then(|env| find(&env)) {
+            return Some(hit);
         }
         // A map (`tags`): any key, values of one schema.
         match self.schema.get("additionalProperties") {

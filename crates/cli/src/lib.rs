@@ -22,7 +22,7 @@ use error::CliError;
 
 /// What parsing gave: a command to run, or an exit (help, version, a usage error already printed).
 pub enum Parsed {
-    Run(Cli),
+    Run(Box<Cli>),
     Exit(i32),
 }
 
@@ -39,7 +39,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Parsed {
         })
         .collect();
     match Cli::try_parse_from(args) {
-        Ok(cli) => Parsed::Run(cli),
+        Ok(cli) => Parsed::Run(Box::new(cli)),
         Err(e) => {
             use clap::error::ErrorKind;
             if matches!(
@@ -61,7 +61,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Parsed {
 }
 
 /// Runs a CLI command against the daemon and prints its result; returns the exit status.
-pub fn run(cli: Cli) -> i32 {
+pub fn run(cli: Box<Cli>) -> i32 {
     let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => return report(CliError::new(format!("cannot start: {e}"))),

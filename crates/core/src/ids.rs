@@ -153,7 +153,7 @@ impl ResourceId {
                 id.namespace =
                     Some(canonical(it.next().ok_or_else(|| err("it names no provider namespace"))?).to_string());
                 let rest: Vec<&str> = it.collect();
-                if rest.is_empty() || rest.len() % 2 != 0 {
+                if rest.is_empty() || !rest.len().is_multiple_of(2) {
                     return Err(err("types and names must come in pairs after the namespace"));
                 }
                 for pair in rest.chunks(2) {

@@ -21,11 +21,6 @@ impl Time {
         self.0
     }
 
-    /// `self + d`, saturating.
-    pub fn add(self, d: Duration) -> Time {
-        Time(self.0.saturating_add(u64::try_from(d.as_millis()).unwrap_or(u64::MAX)))
-    }
-
     /// How long from `earlier` to `self`; zero when `earlier` is later.
     pub fn since(self, earlier: Time) -> Duration {
         Duration::from_millis(self.0.saturating_sub(earlier.0))
@@ -34,7 +29,8 @@ impl Time {
 
 impl std::ops::Add<Duration> for Time {
     type Output = Time;
+    /// Saturating.
     fn add(self, d: Duration) -> Time {
-        Time::add(self, d)
+        Time(self.0.saturating_add(u64::try_from(d.as_millis()).unwrap_or(u64::MAX)))
     }
 }

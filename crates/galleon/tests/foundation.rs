@@ -1,6 +1,8 @@
 //! Issue "Foundation", end to end with the real daemon: the gallery, the image store's deduplication,
 //! bad input refused without changing anything, and state kept across a restart and a `kill -9`.
 
+#![allow(clippy::unwrap_used)] // test code: a panic is the failure message
+
 use std::path::Path;
 use std::time::Duration;
 

@@ -112,7 +112,7 @@ pub fn live_digests(tx: &Tx<'_>) -> ApiResult<HashSet<Digest>> {
 /// Frees what no version, image or instance references any more.
 pub fn collect_garbage(app: &App) -> ApiResult<GcReport> {
     let _exclusive = app.image_lock.write().unwrap_or_else(|p| p.into_inner());
-    let live = app.store.read(|tx| live_digests(tx))?;
+    let live = app.store.read(live_digests)?;
     let report = app.images.gc(&live).map_err(ApiError::internal)?;
     if report.blobs_freed > 0 || report.manifests_freed > 0 {
         tracing::info!(

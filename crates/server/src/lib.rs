@@ -4,6 +4,7 @@
 //! socket. Requests are parsed into shapes (`request`), routed by `api::handle`, and answered by
 //! handlers that change state in one transaction each. See ARCHITECTURE.md for the whole map.
 
+pub mod addresses;
 pub mod api;
 pub mod clock;
 pub mod error;

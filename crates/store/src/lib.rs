@@ -6,6 +6,7 @@
 //! their ARM documents, keyed by the lower-cased id (names compare case-insensitively); the server owns
 //! their meaning, the store only their durability. It does not know HTTP, processes or images.
 
+mod fleet;
 mod migrations;
 mod tx;
 
@@ -14,6 +15,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use rusqlite::{Connection, TransactionBehavior};
 
+pub use fleet::Event;
 pub use tx::{Kind, Row, Tx};
 
 #[derive(Debug, thiserror::Error)]
@@ -26,6 +28,8 @@ pub enum StoreError {
     TooNew { found: i64, known: i64 },
     #[error("'{0}' already exists")]
     Exists(String),
+    #[error("the state database holds a malformed value: {0}")]
+    Corrupt(String),
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;

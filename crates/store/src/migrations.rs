@@ -34,6 +34,30 @@ const MIGRATIONS: &[&str] = &[
         created_ms INTEGER NOT NULL
     );
     CREATE INDEX operations_by_target ON operations(target, created_ms);",
+    // 3: scale-set instances, the home's loopback addresses, counters, and the decision log.
+    "CREATE TABLE instances (
+        scale_set   TEXT NOT NULL,     -- lower-cased scale set id
+        instance_id INTEGER NOT NULL,
+        doc         TEXT NOT NULL,     -- the instance record, JSON
+        PRIMARY KEY (scale_set, instance_id)
+    );
+    CREATE TABLE addresses (
+        address TEXT PRIMARY KEY,      -- an IPv4 address in the home's block
+        owner   TEXT NOT NULL          -- what holds it (an instance, a load balancer frontend)
+    );
+    CREATE UNIQUE INDEX addresses_by_owner ON addresses(owner);
+    CREATE TABLE counters (
+        name  TEXT PRIMARY KEY,
+        value INTEGER NOT NULL
+    );
+    CREATE TABLE events (
+        seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+        scale_set   TEXT NOT NULL,
+        instance_id INTEGER,
+        at_ms       INTEGER NOT NULL,
+        doc         TEXT NOT NULL      -- what was decided and why, JSON
+    );
+    CREATE INDEX events_by_instance ON events(scale_set, instance_id, seq);",
 ];
 
 /// The schema version this build knows.

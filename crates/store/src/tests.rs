@@ -67,3 +67,43 @@ fn upsert_keeps_the_first_casing_and_creation_time() {
     assert_eq!((got.id.as_str(), got.created_ms, got.updated_ms), ("/x/Gal", 1, 5));
     assert_eq!(got.doc, serde_json::json!({"v": 2}));
 }
+
+#[test]
+fn instances_addresses_counters_and_events() {
+    use std::net::Ipv4Addr;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("db")).unwrap();
+    store
+        .write(|tx| {
+            assert_eq!(tx.next("vmss/web")?, 1);
+            assert_eq!(tx.next("vmss/web")?, 2);
+            tx.put_instance("/X/Web", 1, &serde_json::json!({"a": 1}))?;
+            tx.put_instance("/x/web", 0, &serde_json::json!({"a": 0}))?;
+            let (first, last) = (Ipv4Addr::new(127, 64, 0, 1), Ipv4Addr::new(127, 64, 0, 3));
+            assert_eq!(tx.allocate_address("i0", first, last)?, Some(Ipv4Addr::new(127, 64, 0, 1)));
+            assert_eq!(tx.allocate_address("i1", first, last)?, Some(Ipv4Addr::new(127, 64, 0, 2)));
+            assert_eq!(
+                tx.allocate_address("i0", first, last)?,
+                Some(Ipv4Addr::new(127, 64, 0, 1)),
+                "an owner keeps its address"
+            );
+            tx.release_address("i0")?;
+            assert_eq!(
+                tx.allocate_address("i2", first, last)?,
+                Some(Ipv4Addr::new(127, 64, 0, 1)),
+                "freed addresses are reused"
+            );
+            assert_eq!(tx.allocate_address("i3", first, last)?, Some(Ipv4Addr::new(127, 64, 0, 3)));
+            assert_eq!(tx.allocate_address("i4", first, last)?, None, "the range is exhausted");
+            for i in 0..5 {
+                tx.log_event("/x/web", Some(i % 2), i64::from(i), &serde_json::json!({"n": i}))?;
+            }
+            Ok::<_, StoreError>(())
+        })
+        .unwrap();
+    let ids: Vec<u32> = store.read(|tx| tx.instances("/x/WEB")).unwrap().into_iter().map(|(i, _)| i).collect();
+    assert_eq!(ids, [0, 1]);
+    let events = store.read(|tx| tx.events("/x/web", Some(0), 2)).unwrap();
+    assert_eq!(events.iter().map(|e| e.doc["n"].as_i64().unwrap()).collect::<Vec<_>>(), [2, 4]);
+    assert_eq!(store.read(|tx| tx.counter("vmss/web")).unwrap(), 2);
+}

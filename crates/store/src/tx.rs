@@ -64,6 +64,35 @@ impl Row {
     }
 }
 
+/// A row as SQLite gives it, before its kind and document are parsed.
+struct RawRow {
+    kind: String,
+    id: String,
+    group: String,
+    parent: Option<String>,
+    name: String,
+    doc: String,
+    created_ms: i64,
+    updated_ms: i64,
+}
+
+impl RawRow {
+    fn parse(self) -> Result<Row> {
+        let kind =
+            Kind::parse(&self.kind).ok_or_else(|| StoreError::Corrupt(format!("unknown kind '{}'", self.kind)))?;
+        Ok(Row {
+            kind,
+            id: self.id,
+            group: self.group,
+            parent: self.parent,
+            name: self.name,
+            doc: serde_json::from_str(&self.doc)?,
+            created_ms: self.created_ms,
+            updated_ms: self.updated_ms,
+        })
+    }
+}
+
 /// A transaction in progress; see `Store::read` and `Store::write`.
 pub struct Tx<'a> {
     tx: &'a Transaction<'a>,
@@ -80,33 +109,27 @@ impl<'a> Tx<'a> {
         Tx { tx }
     }
 
-    fn row(
-        r: &rusqlite::Row<'_>,
-    ) -> rusqlite::Result<(String, String, String, Option<String>, String, String, i64, i64)> {
-        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?))
+    pub(crate) fn raw(&self) -> &Transaction<'a> {
+        self.tx
     }
 
     fn rows(&self, sql: &str, args: impl rusqlite::Params) -> Result<Vec<Row>> {
         let mut stmt = self.tx.prepare_cached(sql)?;
-        let raw = stmt.query_map(args, Self::row)?.collect::<rusqlite::Result<Vec<_>>>()?;
-        raw.into_iter().map(Self::to_row).collect()
-    }
-
-    fn to_row(
-        (kind, id, group, parent, name, doc, created_ms, updated_ms): (
-            String,
-            String,
-            String,
-            Option<String>,
-            String,
-            String,
-            i64,
-            i64,
-        ),
-    ) -> Result<Row> {
-        let kind = Kind::parse(&kind)
-            .ok_or_else(|| StoreError::Sqlite(rusqlite::Error::InvalidColumnName(format!("unknown kind {kind}"))))?;
-        Ok(Row { kind, id, group, parent, name, doc: serde_json::from_str(&doc)?, created_ms, updated_ms })
+        let raw = stmt
+            .query_map(args, |r| {
+                Ok(RawRow {
+                    kind: r.get(0)?,
+                    id: r.get(1)?,
+                    group: r.get(2)?,
+                    parent: r.get(3)?,
+                    name: r.get(4)?,
+                    doc: r.get(5)?,
+                    created_ms: r.get(6)?,
+                    updated_ms: r.get(7)?,
+                })
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        raw.into_iter().map(RawRow::parse).collect()
     }
 
     /// A fact about the home (subscription id, address block, …).

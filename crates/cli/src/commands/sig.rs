@@ -43,7 +43,7 @@ pub async fn version_path(ctx: &Ctx, a: &VersionArgs) -> CliResult<String> {
     Ok(format!("{}/versions/{}", definition_path(ctx, &a.definition).await?, enc(v)))
 }
 
-async fn or_ids<'a>(
+async fn or_ids(
     ids: &Ids,
     kind: &str,
     named: impl std::future::Future<Output = CliResult<String>>,
