@@ -67,6 +67,19 @@ pub enum Command {
     /// Manage managed images (images outside the gallery).
     #[command(subcommand)]
     Image(ImageCmd),
+    /// Manage virtual machine scale sets: instances, models, upgrades.
+    #[command(subcommand)]
+    Vmss(VmssCmd),
+    /// The instance agent (run by the process runtime, one per instance).
+    #[command(hide = true)]
+    Agent {
+        /// The instance's directory.
+        dir: PathBuf,
+    },
+    /// The sample app: serves its image's page, a health endpoint that can be made to fail, and a visit
+    /// counter on its data disk.
+    #[command(hide = true)]
+    SampleApp,
 }
 
 // ---- shared flag groups ----
@@ -400,5 +413,293 @@ pub enum ImageCmd {
         name: Option<String>,
         #[command(flatten)]
         ids: Ids,
+    },
+}
+
+// ---- vmss ----
+
+#[derive(Args, Debug, Clone, Default)]
+pub struct VmssName {
+    #[command(flatten)]
+    pub group: GroupArg,
+    /// Scale set name.
+    #[arg(short = 'n', long = "name", value_name = "NAME")]
+    pub name: Option<String>,
+}
+
+#[derive(Args, Debug, Clone, Default)]
+pub struct InstanceIdsArg {
+    /// Space-separated instance ids, or '*' for all (the default when left out).
+    #[arg(long, num_args = 1.., value_name = "ID")]
+    pub instance_ids: Option<Vec<String>>,
+}
+
+#[derive(Args, Debug, Clone, Default)]
+pub struct RollingArgs {
+    /// Rolling upgrade: the most instances upgraded at once, in percent (default 20).
+    #[arg(long, value_name = "PERCENT")]
+    pub max_batch_instance_percent: Option<u32>,
+    /// Rolling upgrade: the most unhealthy instances before a batch, in percent (default 20).
+    #[arg(long, value_name = "PERCENT")]
+    pub max_unhealthy_instance_percent: Option<u32>,
+    /// Rolling upgrade: the most upgraded instances allowed unhealthy, in percent (default 20).
+    #[arg(long, value_name = "PERCENT")]
+    pub max_unhealthy_upgraded_instance_percent: Option<u32>,
+    /// Rolling upgrade: wait between batches, ISO 8601 (default PT0S).
+    #[arg(long, value_name = "DURATION")]
+    pub pause_time_between_batches: Option<String>,
+    /// Rolling upgrade: upgrade unhealthy instances first.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    pub prioritize_unhealthy_instances: Option<bool>,
+    /// Rolling upgrade: roll failed instances back when the policy is breached.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    pub rollback_failed_instances_on_policy_breach: Option<bool>,
+    /// Rolling upgrade: create new instances first, delete old ones after (their data disks go with them).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    pub max_surge: Option<bool>,
+    /// Upgrade instances when a newer image version is published (the model must name a definition).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    pub enable_auto_os_upgrade: Option<bool>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum VmssCmd {
+    /// Create a scale set.
+    Create {
+        #[command(flatten)]
+        vmss: VmssName,
+        /// The image: a gallery version or definition (G/D/1.0.0, G/D = latest), a managed image name, or an id.
+        #[arg(long)]
+        image: String,
+        /// How many instances (default 2).
+        #[arg(long, default_value_t = 2)]
+        instance_count: u32,
+        /// Manual, Automatic or Rolling (default Manual).
+        #[arg(long, value_parser = ["Manual", "Automatic", "Rolling", "manual", "automatic", "rolling"])]
+        upgrade_policy_mode: Option<String>,
+        /// Sizes of data disks in GB, one per disk (lun 0, 1, …).
+        #[arg(long, num_args = 1.., value_name = "GB")]
+        data_disk_sizes_gb: Vec<u32>,
+        /// A load balancer to put the instances behind (created if it does not exist).
+        #[arg(long)]
+        lb: Option<String>,
+        /// The backend port of the load balancer's inbound NAT pool (default 22).
+        #[arg(long, default_value_t = 22)]
+        backend_port: u16,
+        /// A file whose content each instance finds at $GALLEON_CUSTOM_DATA.
+        #[arg(long, value_name = "FILE")]
+        custom_data: Option<PathBuf>,
+        /// The VM size, recorded (the process runtime does not enforce it).
+        #[arg(long)]
+        vm_sku: Option<String>,
+        /// Default, OldestVM or NewestVM.
+        #[arg(long, value_parser = ["Default", "OldestVM", "NewestVM"])]
+        scale_in_policy: Option<String>,
+        /// The probe whose health gates upgrades (a probe id, or a probe name of --lb).
+        #[arg(long)]
+        health_probe: Option<String>,
+        /// Accepted for az compatibility and recorded.
+        #[arg(long)]
+        admin_username: Option<String>,
+        /// Accepted for az compatibility and recorded.
+        #[arg(long)]
+        computer_name_prefix: Option<String>,
+        #[command(flatten)]
+        rolling: RollingArgs,
+        #[command(flatten)]
+        common: CreateCommon,
+        #[command(flatten)]
+        no_wait: NoWait,
+    },
+    /// List scale sets (of a group with -g).
+    List {
+        #[command(flatten)]
+        group: GroupArg,
+    },
+    /// Show a scale set.
+    Show {
+        #[command(flatten)]
+        vmss: VmssName,
+        /// Show one instance instead.
+        #[arg(long)]
+        instance_id: Option<String>,
+    },
+    /// Delete a scale set and its instances.
+    Delete {
+        #[command(flatten)]
+        vmss: VmssName,
+        #[command(flatten)]
+        no_wait: NoWait,
+    },
+    /// List a scale set's instances.
+    ListInstances {
+        #[command(flatten)]
+        vmss: VmssName,
+    },
+    /// The instance view of one instance (`--instance-id`), or of all (`*`, the default).
+    GetInstanceView {
+        #[command(flatten)]
+        vmss: VmssName,
+        #[arg(long)]
+        instance_id: Option<String>,
+    },
+    /// Update the scale set's model (`--set`, `--add`, `--remove`), or one instance's protection.
+    Update {
+        #[command(flatten)]
+        vmss: VmssName,
+        #[command(flatten)]
+        update: GenericUpdate,
+        /// The instance whose protection to change.
+        #[arg(long)]
+        instance_id: Option<String>,
+        /// Protect the instance from scale-in.
+        #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+        protect_from_scale_in: Option<bool>,
+        /// Protect the instance from scale-set actions (upgrades, reimage of all).
+        #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+        protect_from_scale_set_actions: Option<bool>,
+        #[command(flatten)]
+        rolling: RollingArgs,
+        #[command(flatten)]
+        no_wait: NoWait,
+    },
+    /// Bring instances to the scale set's latest model.
+    UpdateInstances {
+        #[command(flatten)]
+        vmss: VmssName,
+        /// Space-separated instance ids, or '*' for all.
+        #[arg(long, num_args = 1.., required = true, value_name = "ID")]
+        instance_ids: Vec<String>,
+        #[command(flatten)]
+        no_wait: NoWait,
+    },
+    /// Give instances a fresh OS disk from their image (data disks are kept).
+    Reimage {
+        #[command(flatten)]
+        vmss: VmssName,
+        #[command(flatten)]
+        ids: InstanceIdsArg,
+        #[command(flatten)]
+        no_wait: NoWait,
+    },
+    /// Restart instances.
+    Restart {
+        #[command(flatten)]
+        vmss: VmssName,
+        #[command(flatten)]
+        ids: InstanceIdsArg,
+        #[command(flatten)]
+        no_wait: NoWait,
+    },
+    /// Stop instances (power off; disks and addresses are kept).
+    Stop {
+        #[command(flatten)]
+        vmss: VmssName,
+        #[command(flatten)]
+        ids: InstanceIdsArg,
+        #[command(flatten)]
+        no_wait: NoWait,
+    },
+    /// Start stopped or deallocated instances.
+    Start {
+        #[command(flatten)]
+        vmss: VmssName,
+        #[command(flatten)]
+        ids: InstanceIdsArg,
+        #[command(flatten)]
+        no_wait: NoWait,
+    },
+    /// Stop instances and release their addresses.
+    Deallocate {
+        #[command(flatten)]
+        vmss: VmssName,
+        #[command(flatten)]
+        ids: InstanceIdsArg,
+        #[command(flatten)]
+        no_wait: NoWait,
+    },
+    /// Delete instances (their data disks go with them).
+    DeleteInstances {
+        #[command(flatten)]
+        vmss: VmssName,
+        #[arg(long, num_args = 1.., required = true, value_name = "ID")]
+        instance_ids: Vec<String>,
+        #[command(flatten)]
+        no_wait: NoWait,
+    },
+    /// Change the number of instances.
+    Scale {
+        #[command(flatten)]
+        vmss: VmssName,
+        /// The new number of instances.
+        #[arg(long)]
+        new_capacity: u32,
+        #[command(flatten)]
+        no_wait: NoWait,
+    },
+    /// Manage the scale set's extensions (CustomScript, ApplicationHealthLinux).
+    #[command(subcommand)]
+    Extension(ExtensionCmd),
+}
+
+#[derive(Args, Debug, Clone, Default)]
+pub struct VmssNameArg {
+    #[command(flatten)]
+    pub group: GroupArg,
+    /// Scale set name.
+    #[arg(long = "vmss-name", value_name = "NAME")]
+    pub vmss_name: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ExtensionCmd {
+    /// Add or change an extension (a model change: instances get it when upgraded).
+    Set {
+        #[command(flatten)]
+        vmss: VmssNameArg,
+        /// Extension name, e.g. CustomScript.
+        #[arg(short = 'n', long)]
+        name: String,
+        /// e.g. Microsoft.Azure.Extensions.
+        #[arg(long)]
+        publisher: String,
+        /// e.g. 2.0.
+        #[arg(long)]
+        version: Option<String>,
+        /// JSON settings, or @file.json.
+        #[arg(long)]
+        settings: Option<String>,
+        /// JSON protected settings, or @file.json: kept secret, never shown.
+        #[arg(long)]
+        protected_settings: Option<String>,
+        /// Change this to run the extension again with unchanged settings.
+        #[arg(long)]
+        force_update: bool,
+        /// The extension's type when it differs from its name.
+        #[arg(long)]
+        extension_instance_name: Option<String>,
+        #[command(flatten)]
+        no_wait: NoWait,
+    },
+    /// Show an extension.
+    Show {
+        #[command(flatten)]
+        vmss: VmssNameArg,
+        #[arg(short = 'n', long)]
+        name: String,
+    },
+    /// List extensions.
+    List {
+        #[command(flatten)]
+        vmss: VmssNameArg,
+    },
+    /// Delete an extension (a model change).
+    Delete {
+        #[command(flatten)]
+        vmss: VmssNameArg,
+        #[arg(short = 'n', long)]
+        name: String,
+        #[command(flatten)]
+        no_wait: NoWait,
     },
 }

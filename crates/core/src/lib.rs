@@ -8,5 +8,7 @@ pub mod gallery;
 pub mod health;
 pub mod ids;
 pub mod names;
+pub mod policy;
+pub mod scale;
 pub mod time;
 pub mod version;

@@ -1,5 +1,8 @@
-//! The `galleon` binary: every CLI verb, and the processes a home runs (`serve`; later the data plane,
-//! the instance agent and the sample app), all in one executable so a plain `cargo build` is enough.
+//! The `galleon` binary: every CLI verb, and the processes a home runs — the control plane (`serve`),
+//! the instance agent (`agent`) and the sample app (`sample-app`) — all in one executable, so a plain
+//! `cargo build` is enough to run the demo and the tests.
+
+mod sample_app;
 
 use std::process::ExitCode;
 
@@ -12,6 +15,8 @@ fn main() -> ExitCode {
     };
     match cli.command {
         Command::Serve => exit(serve(cli.global.home)),
+        Command::Agent { dir } => exit(galleon_runtime::agent_main(&dir)),
+        Command::SampleApp => exit(sample_app::main()),
         _ => exit(galleon_cli::run(cli)),
     }
 }

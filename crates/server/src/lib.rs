@@ -9,10 +9,14 @@ pub mod api;
 pub mod clock;
 pub mod error;
 pub mod events;
+pub mod fleet;
 pub mod home;
 pub mod imaging;
+pub mod net;
+pub mod ops;
 pub mod request;
 pub mod resource;
+pub mod upgrade;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
@@ -25,7 +29,9 @@ use axum::extract::State;
 use axum::http::{HeaderMap, Method, Uri};
 use axum::response::{IntoResponse, Response};
 use galleon_images::ImageStore;
+use galleon_runtime::{ProcessRuntime, Runtime};
 use galleon_store::Store;
+use tokio_util::task::TaskTracker;
 
 use crate::error::ApiError;
 use crate::home::Home;
@@ -41,6 +47,14 @@ pub struct AppState {
     pub subscription: String,
     pub tenant: String,
     pub events: events::Events,
+    /// Where instances run.
+    pub runtime: Arc<dyn Runtime>,
+    /// The home's block of loopback addresses.
+    pub block: addresses::Block,
+    /// The data plane's configuration and health, as the control plane sees them.
+    pub net: net::Net,
+    /// Background work (instance actions, upgrades); waited for on a clean shutdown.
+    pub tasks: TaskTracker,
 }
 
 pub type App = Arc<AppState>;
@@ -49,8 +63,15 @@ pub struct ServeOptions {
     pub home: PathBuf,
 }
 
-/// Opens the home and its state; creates the subscription on first start.
+/// Opens the home and its state; creates the subscription and claims the address block on first start.
 pub fn open(home: Home) -> anyhow::Result<App> {
+    let agent = std::env::current_exe().context("cannot find the galleon binary (for instance agents)")?;
+    let runtime = Arc::new(ProcessRuntime::new(home.instances_dir(), agent));
+    open_with(home, runtime)
+}
+
+/// `open`, with the runtime given (tests drive a fake one).
+pub fn open_with(home: Home, runtime: Arc<dyn Runtime>) -> anyhow::Result<App> {
     let store = Store::open(&home.database()).context("cannot open the state database")?;
     let images = ImageStore::open(&home.store_dir()).context("cannot open the image store")?;
     let (subscription, tenant) = store.write(|tx| {
@@ -65,6 +86,10 @@ pub fn open(home: Home) -> anyhow::Result<App> {
         };
         Ok::<_, galleon_store::StoreError>((sub, tx.meta("tenant")?.unwrap_or_default()))
     })?;
+    let recorded = store.read(|tx| tx.meta("address_block"))?.and_then(|b| b.parse().ok());
+    let block = addresses::claim(home.root(), recorded)?;
+    store.write(|tx| tx.set_meta("address_block", &block.0.to_string()))?;
+    make_private(&home.database())?;
     Ok(Arc::new(AppState {
         home,
         store,
@@ -73,7 +98,21 @@ pub fn open(home: Home) -> anyhow::Result<App> {
         subscription,
         tenant,
         events: events::Events::default(),
+        runtime,
+        block,
+        net: net::Net::default(),
+        tasks: TaskTracker::new(),
     }))
+}
+
+/// The database holds the home's state: only its owner reads it (the home is 0700 too).
+fn make_private(path: &std::path::Path) -> anyhow::Result<()> {
+    for p in [path.to_path_buf(), path.with_extension("db-wal"), path.with_extension("db-shm")] {
+        if p.exists() {
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600))?;
+        }
+    }
+    Ok(())
 }
 
 /// The API router: every request goes through `dispatch`.
@@ -104,8 +143,18 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     let listener =
         tokio::net::UnixListener::bind(&socket).with_context(|| format!("cannot listen on {}", socket.display()))?;
     std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600))?;
-    tracing::info!("galleon serves the home {} on {}", home.root().display(), socket.display());
-    axum::serve(listener, router(app)).with_graceful_shutdown(shutdown_signal()).await?;
+    tracing::info!(
+        "galleon serves the home {} on {} (addresses {}/20)",
+        home.root().display(),
+        socket.display(),
+        app.block.base()
+    );
+    fleet::resume(&app).await.map_err(|e| anyhow::anyhow!("cannot resume the fleet: {}", e.message))?;
+    axum::serve(listener, router(app.clone())).with_graceful_shutdown(shutdown_signal()).await?;
+    // Work in flight is recorded; a restarted control plane resumes it. Give it a moment to reach a
+    // phase boundary, then leave (instances keep running).
+    app.tasks.close();
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), app.tasks.wait()).await;
     tracing::info!("galleon stopped; instances and the data plane keep running");
     Ok(())
 }

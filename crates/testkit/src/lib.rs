@@ -10,6 +10,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 pub mod archive;
+pub mod fixtures;
 pub mod http;
 pub mod procs;
 
@@ -118,13 +119,15 @@ impl Home {
         r.stdout
     }
 
-    /// Runs `galleon ARGS`, which must fail with one line on stderr; returns the run.
+    /// Runs `galleon ARGS`, which must fail with one `ERROR:` line on stderr (after any `WARNING:`
+    /// lines); returns the run.
     #[track_caller]
     pub fn fails(&self, args: &[&str]) -> Run {
         let r = self.galleon(args);
         assert_ne!(r.code, 0, "`galleon {}` should have failed but printed:\n{}", args.join(" "), r.stdout);
-        assert!(r.stderr.starts_with("ERROR: "), "no `ERROR:` line for `galleon {}`: {:?}", args.join(" "), r.stderr);
-        assert_eq!(r.stderr.trim_end().lines().count(), 1, "the error is not one line: {:?}", r.stderr);
+        let lines: Vec<&str> = r.stderr.trim_end().lines().filter(|l| !l.starts_with("WARNING: ")).collect();
+        assert_eq!(lines.len(), 1, "`galleon {}` must say one ERROR line: {:?}", args.join(" "), r.stderr);
+        assert!(lines[0].starts_with("ERROR: "), "no `ERROR:` line for `galleon {}`: {:?}", args.join(" "), r.stderr);
         r
     }
 

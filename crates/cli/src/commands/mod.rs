@@ -2,7 +2,9 @@
 
 pub mod group;
 pub mod image;
+pub mod network;
 pub mod sig;
+pub mod vmss;
 
 use std::path::Path;
 
@@ -21,7 +23,10 @@ pub async fn run(ctx: &Ctx, command: &Command) -> CliResult<Out> {
         Command::Account(cmd) => group::account(ctx, cmd).await,
         Command::Sig(cmd) => sig::run(ctx, cmd).await,
         Command::Image(cmd) => image::run(ctx, cmd).await,
-        Command::Serve => Err(CliError::new("`serve` is run by the galleon binary, not the CLI library")),
+        Command::Vmss(cmd) => vmss::run(ctx, cmd).await,
+        Command::Serve | Command::Agent { .. } | Command::SampleApp => {
+            Err(CliError::new("this command is run by the galleon binary, not the CLI library"))
+        }
     }
 }
 

@@ -8,6 +8,7 @@ pub mod gallery;
 pub mod groups;
 pub mod images;
 pub mod operations;
+pub mod vmss;
 
 use axum::http::Method;
 use axum::response::Response;
@@ -73,6 +74,31 @@ pub fn handle(app: &App, req: &ApiRequest) -> ApiResult<Response> {
         }
         (Method::DELETE, s) if s == format!("{GALLERIES}/{{}}/images/{{}}/versions/{{}}") => {
             gallery::delete_version(app, n[0], n[1], n[2], n[3])
+        }
+
+        (Method::GET, "providers/microsoft.compute/virtualmachinescalesets") => vmss::list_sets(app, None),
+        (Method::GET, "resourcegroups/{}/providers/microsoft.compute/virtualmachinescalesets") => {
+            vmss::list_sets(app, Some(n[0]))
+        }
+        (m, s) if s.starts_with("resourcegroups/{}/providers/microsoft.compute/virtualmachinescalesets/{}") => {
+            let rest = &s["resourcegroups/{}/providers/microsoft.compute/virtualmachinescalesets/{}".len()..];
+            let (rg, name) = (n[0], n[1]);
+            match (m, rest) {
+                (Method::PUT, "") => vmss::put(app, rg, name, req),
+                (Method::PATCH, "") => vmss::patch(app, rg, name, req),
+                (Method::GET, "") => vmss::get(app, rg, name),
+                (Method::DELETE, "") => vmss::delete(app, rg, name),
+                (Method::GET, "/virtualmachines") => vmss::list_vms(app, rg, name),
+                (Method::GET, "/virtualmachines/{}") => vmss::get_vm(app, rg, name, n[2], req),
+                (Method::PUT, "/virtualmachines/{}") => vmss::put_vm(app, rg, name, n[2], req),
+                (Method::GET, "/virtualmachines/{}/instanceview") => vmss::instance_view(app, rg, name, n[2]),
+                (Method::POST, verb) if !verb[1..].contains('/') => vmss::act(app, rg, name, &verb[1..], req),
+                (Method::GET, "/extensions") => vmss::list_extensions(app, rg, name),
+                (Method::PUT, "/extensions/{}") => vmss::put_extension(app, rg, name, n[2], req),
+                (Method::GET, "/extensions/{}") => vmss::get_extension(app, rg, name, n[2]),
+                (Method::DELETE, "/extensions/{}") => vmss::delete_extension(app, rg, name, n[2]),
+                (m, _) => Err(no_route(&m, s)),
+            }
         }
 
         (Method::GET, "providers/microsoft.compute/images") => images::list_images(app, None),
