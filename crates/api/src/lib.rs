@@ -6,6 +6,7 @@
 //! `properties`; camelCase; `provisioningState` PascalCase. Fields the server sets are marked read-only in
 //! the schema (`readOnly`), which is how `--set` knows to refuse them.
 
+pub mod build;
 pub mod common;
 pub mod gallery;
 pub mod group;

@@ -414,6 +414,27 @@ pub enum ImageCmd {
         #[command(flatten)]
         ids: Ids,
     },
+    /// Build an image from a Packer-style JSON template (`"type": "galleon"` builder; shell and file
+    /// provisioners), and publish it as a managed image and/or a gallery version.
+    Build {
+        /// The template file.
+        #[arg(long)]
+        template: PathBuf,
+        /// A template variable, NAME=VALUE (Packer's `-var` works too); repeatable.
+        #[arg(long, value_name = "NAME=VALUE")]
+        var: Vec<String>,
+        /// A JSON file of variables (Packer's `-var-file` works too); repeatable.
+        #[arg(long, value_name = "FILE")]
+        var_file: Vec<PathBuf>,
+        /// What to do with the working root of a failed build: cleanup (default) or abort (keep it).
+        #[arg(long, value_parser = ["cleanup", "abort"])]
+        on_error: Option<String>,
+        /// The group of a managed image output whose template names none.
+        #[command(flatten)]
+        group: GroupArg,
+        #[command(flatten)]
+        no_wait: NoWait,
+    },
 }
 
 // ---- vmss ----

@@ -14,6 +14,7 @@ use crate::App;
 use crate::error::{ApiError, ApiResult};
 
 /// What a version or managed image records of its content.
+#[derive(Clone, Debug)]
 pub struct ImportedImage {
     pub digest: String,
     pub size_bytes: u64,
@@ -36,17 +37,33 @@ fn source_path(uri: &str) -> ApiResult<PathBuf> {
     Ok(path)
 }
 
-/// Imports a directory or archive into the store and checks its entrypoint. Nothing stays in the store
-/// when either fails.
-pub fn import(app: &App, uri: &str, entrypoint: Option<&str>) -> ApiResult<ImportedImage> {
+/// Proof that the caller holds the image lock shared: what it imports stays in the store until it is
+/// recorded, because garbage collection waits for every lease to end.
+pub struct Lease<'a>(#[allow(dead_code)] std::sync::RwLockReadGuard<'a, ()>);
+
+pub fn lease(app: &App) -> Lease<'_> {
+    Lease(app.image_lock.read().unwrap_or_else(|p| p.into_inner()))
+}
+
+/// Imports a directory or archive into the store and checks its entrypoint. What it imported is
+/// unreferenced until the caller records it, so a refused entrypoint is collected soon after.
+pub fn import(app: &App, _lease: &Lease<'_>, uri: &str, entrypoint: Option<&str>) -> ApiResult<ImportedImage> {
     let path = source_path(uri)?;
-    let _shared = app.image_lock.read().unwrap_or_else(|p| p.into_inner());
-    let imported = app.images.import(&path).map_err(|e| {
+    import_path(app, _lease, &path, entrypoint)
+}
+
+/// `import` of a local path (image builds import their working root).
+pub fn import_path(
+    app: &App,
+    _lease: &Lease<'_>,
+    path: &std::path::Path,
+    entrypoint: Option<&str>,
+) -> ApiResult<ImportedImage> {
+    let imported = app.images.import(path).map_err(|e| {
         ApiError::bad_request("InvalidImageSource", format!("The image source '{}' was refused: {e}", path.display()))
     })?;
     let entrypoint = entrypoint.unwrap_or(DEFAULT_ENTRYPOINT).trim().to_string();
     if let Err(e) = check_entrypoint(app, &imported.digest, &entrypoint) {
-        drop(_shared);
         collect_garbage_soon(app);
         return Err(e);
     }
@@ -62,7 +79,12 @@ fn check_entrypoint(app: &App, digest: &Digest, entrypoint: &str) -> ApiResult<(
 }
 
 /// The content of a managed image, for a version published from it (`--managed-image`).
-pub fn from_managed_image(app: &App, image_id: &str, entrypoint: Option<&str>) -> ApiResult<ImportedImage> {
+pub fn from_managed_image(
+    app: &App,
+    _lease: &Lease<'_>,
+    image_id: &str,
+    entrypoint: Option<&str>,
+) -> ApiResult<ImportedImage> {
     let id = ResourceId::parse(image_id).map_err(|e| ApiError::invalid(e.to_string()))?;
     if !id.is("Microsoft.Compute", &["images"]) {
         return Err(ApiError::invalid(format!(

@@ -55,6 +55,8 @@ pub struct AppState {
     pub net: net::Net,
     /// Background work (instance actions, upgrades); waited for on a clean shutdown.
     pub tasks: TaskTracker,
+    /// The output of image builds.
+    pub builds: api::builds::Builds,
 }
 
 pub type App = Arc<AppState>;
@@ -102,6 +104,7 @@ pub fn open_with(home: Home, runtime: Arc<dyn Runtime>) -> anyhow::Result<App> {
         block,
         net: net::Net::default(),
         tasks: TaskTracker::new(),
+        builds: Default::default(),
     }))
 }
 
@@ -149,6 +152,7 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
         socket.display(),
         app.block.base()
     );
+    api::builds::fail_interrupted(&app).map_err(|e| anyhow::anyhow!("cannot recover builds: {}", e.message))?;
     fleet::resume(&app).await.map_err(|e| anyhow::anyhow!("cannot resume the fleet: {}", e.message))?;
     axum::serve(listener, router(app.clone())).with_graceful_shutdown(shutdown_signal()).await?;
     // Work in flight is recorded; a restarted control plane resumes it. Give it a moment to reach a

@@ -26,6 +26,8 @@ pub enum Owner {
     DeleteScaleSet,
     /// A rolling upgrade: its driver ends it.
     Upgrade,
+    /// An image build: its thread ends it (or, after a restart, `builds::fail_interrupted`).
+    Build,
 }
 
 /// The stored operation: ARM's status document plus what galleon needs to finish it.

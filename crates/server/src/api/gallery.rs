@@ -347,6 +347,7 @@ fn create_version(app: &App, id: &ResourceId, body: GalleryImageVersion) -> ApiR
         .and_then(|s| s.uri.clone())
         .filter(|s| !s.is_empty());
     let entrypoint = props.galleon.entrypoint.clone();
+    let lease = imaging::lease(app);
     let image: ImportedImage = match (&managed, &uri) {
         (Some(_), Some(_)) => {
             return Err(ApiError::invalid(
@@ -360,9 +361,23 @@ fn create_version(app: &App, id: &ResourceId, body: GalleryImageVersion) -> ApiR
                  (--managed-image NAME_OR_ID).",
             ));
         }
-        (Some(image_id), None) => imaging::from_managed_image(app, image_id, entrypoint.as_deref())?,
-        (None, Some(uri)) => imaging::import(app, uri, entrypoint.as_deref())?,
+        (Some(image_id), None) => imaging::from_managed_image(app, &lease, image_id, entrypoint.as_deref())?,
+        (None, Some(uri)) => imaging::import(app, &lease, uri, entrypoint.as_deref())?,
     };
+    publish_version(app, &lease, id, &body, image, managed, uri)
+}
+
+/// Records a version whose content is in the store (imported, taken from a managed image, or built).
+pub fn publish_version(
+    app: &App,
+    _lease: &imaging::Lease<'_>,
+    id: &ResourceId,
+    body: &GalleryImageVersion,
+    image: ImportedImage,
+    managed: Option<String>,
+    uri: Option<String>,
+) -> ApiResult<Response> {
+    let props = &body.properties;
     let doc = app.store.write(|tx| {
         // Checked again inside the transaction: the import ran outside it.
         let definition = require_parent(tx, id, Kind::GalleryImageVersion)?;

@@ -52,9 +52,27 @@ pub fn put(app: &App, rg: &str, name: &str, req: &ApiRequest) -> ApiResult<Respo
     let uri = body.properties.storage_profile.os_disk.blob_uri.clone().filter(|u| !u.is_empty()).ok_or_else(|| {
         ApiError::invalid("A managed image needs a source: give --source DIR_OR_TAR (storageProfile.osDisk.blobUri).")
     })?;
-    let image = imaging::import(app, &uri, body.properties.galleon.entrypoint.as_deref())?;
+    let lease = imaging::lease(app);
+    let image = imaging::import(app, &lease, &uri, body.properties.galleon.entrypoint.as_deref())?;
+    publish(app, &lease, &id, &body, image, Some(uri))
+}
+
+/// Records a managed image whose content is in the store (imported or built).
+pub fn publish(
+    app: &App,
+    _lease: &imaging::Lease<'_>,
+    id: &ResourceId,
+    body: &Image,
+    image: imaging::ImportedImage,
+    uri: Option<String>,
+) -> ApiResult<Response> {
+    let rg = id.resource_group.clone().unwrap_or_default();
+    let name = id.name().to_string();
     let result = app.store.write(|tx| {
-        let group = require_group(tx, &app.subscription, rg)?;
+        if tx.get(&id.to_string())?.is_some() {
+            return Err(ApiError::conflict("ResourceExists", format!("The image '{name}' already exists.")));
+        }
+        let group = require_group(tx, &app.subscription, &rg)?;
         let doc = Image {
             id: Some(id.to_string()),
             name: Some(name.to_string()),
@@ -68,7 +86,7 @@ pub fn put(app: &App, rg: &str, name: &str, req: &ApiRequest) -> ApiResult<Respo
                         os_state: Some(
                             body.properties.storage_profile.os_disk.os_state.unwrap_or(OsState::Generalized),
                         ),
-                        blob_uri: Some(uri.clone()),
+                        blob_uri: uri.clone(),
                         size_in_bytes: Some(image.size_bytes),
                     },
                     data_disks: vec![],
@@ -82,7 +100,7 @@ pub fn put(app: &App, rg: &str, name: &str, req: &ApiRequest) -> ApiResult<Respo
                 },
             },
         };
-        tx.insert(&new_row(Kind::Image, &id, serde_json::to_value(&doc).map_err(ApiError::internal)?))?;
+        tx.insert(&new_row(Kind::Image, id, serde_json::to_value(&doc).map_err(ApiError::internal)?))?;
         Ok::<_, ApiError>(doc)
     });
     match result {

@@ -4,6 +4,7 @@
 //! image store directly); long work is handed to reconcilers, which answer through operations.
 
 pub mod account;
+pub mod builds;
 pub mod gallery;
 pub mod groups;
 pub mod images;
@@ -38,6 +39,9 @@ pub fn handle(app: &App, req: &ApiRequest) -> ApiResult<Response> {
     match (m.clone(), req.shape.as_str()) {
         (Method::GET, "") => account::get(app),
         (Method::GET, "providers/microsoft.compute/locations/{}/operations/{}") => operations::get(app, n[1]),
+
+        (Method::POST, "providers/galleon.images/builds") => builds::start(app, req),
+        (Method::GET, "providers/galleon.images/builds/{}/log") => builds::log(app, n[0], req),
 
         (Method::GET, "resourcegroups") => groups::list(app),
         (Method::PUT, "resourcegroups/{}") => groups::put(app, n[0], req),

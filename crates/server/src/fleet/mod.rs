@@ -251,7 +251,7 @@ impl ScaleSet {
                     tx.forget_scale_set(&self.key)?;
                 }
             }
-            Owner::Instances | Owner::Upgrade => {}
+            Owner::Instances | Owner::Upgrade | Owner::Build => {}
         }
         Ok(())
     }
@@ -417,7 +417,7 @@ pub async fn resume(app: &App) -> ApiResult<()> {
     let open = app.store.read(|tx| Ok::<_, ApiError>(tx.operations_in_progress()?))?;
     for (id, doc) in open {
         let Ok(op) = serde_json::from_value::<ops::Operation>(doc) else { continue };
-        if op.owner == Owner::Upgrade {
+        if matches!(op.owner, Owner::Upgrade | Owner::Build) {
             continue;
         }
         if let Some((set, _)) = sets.iter().find(|(s, _)| s.key == op.target) {
