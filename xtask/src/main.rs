@@ -7,6 +7,7 @@ use std::process::Command;
 
 use anyhow::{Context, bail};
 
+mod bench;
 mod layering;
 
 fn main() -> anyhow::Result<()> {
@@ -16,8 +17,9 @@ fn main() -> anyhow::Result<()> {
         Some("ci") => ci(),
         Some("layering") => layering::check(),
         Some("test") => test(&rest()),
+        Some("bench") => bench::main(&rest()),
         _ => {
-            eprintln!("usage: cargo xtask <ci | layering | test [ARGS…]>");
+            eprintln!("usage: cargo xtask <ci | layering | test [ARGS…] | bench NAME>");
             bail!("unknown task")
         }
     }
