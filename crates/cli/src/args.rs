@@ -70,6 +70,14 @@ pub enum Command {
     /// Manage virtual machine scale sets: instances, models, upgrades.
     #[command(subcommand)]
     Vmss(VmssCmd),
+    /// Say what a home runs: control plane, data plane, instances by state.
+    Status,
+    /// Stop everything a home runs: instances (drained first), the data plane, the control plane.
+    /// `galleon serve` afterwards brings back every instance that was running.
+    Shutdown,
+    /// The image store.
+    #[command(subcommand)]
+    Store(StoreCmd),
     /// The instance agent (run by the process runtime, one per instance).
     #[command(hide = true)]
     Agent {
@@ -661,6 +669,49 @@ pub enum VmssCmd {
     /// Manage the scale set's extensions (CustomScript, ApplicationHealthLinux).
     #[command(subcommand)]
     Extension(ExtensionCmd),
+    /// Run a command in an instance.
+    #[command(subcommand)]
+    RunCommand(RunCommandCmd),
+    /// Show an instance's boot diagnostics: the output of its entrypoint.
+    GetBootLog {
+        #[command(flatten)]
+        vmss: VmssName,
+        #[arg(long)]
+        instance_id: String,
+        /// Keep printing what the instance writes.
+        #[arg(short = 'f', long)]
+        follow: bool,
+        /// Only the last N lines of each stream.
+        #[arg(long, value_name = "N")]
+        tail: Option<usize>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum RunCommandCmd {
+    /// Run a shell script in an instance's environment (its GALLEON_* variables, its OS disk as working
+    /// directory) and show what it printed.
+    Invoke {
+        #[command(flatten)]
+        vmss: VmssName,
+        #[arg(long)]
+        instance_id: String,
+        /// RunShellScript.
+        #[arg(long)]
+        command_id: String,
+        /// The script's lines.
+        #[arg(long, num_args = 1..)]
+        scripts: Vec<String>,
+        /// NAME=VALUE pairs the script gets as environment variables.
+        #[arg(long, num_args = 1..)]
+        parameters: Vec<String>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum StoreCmd {
+    /// Free the blobs and manifests nothing references any more; say what was freed.
+    Gc,
 }
 
 #[derive(Args, Debug, Clone, Default)]

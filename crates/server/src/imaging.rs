@@ -102,10 +102,25 @@ pub fn from_managed_image(
     Ok(ImportedImage { digest, size_bytes, entrypoint })
 }
 
-/// Refuses to delete an image or version that a scale set's model names.
+/// Refuses to delete an image or version that a scale set's model names, or that an instance runs (or
+/// would roll back to).
 pub fn refuse_if_in_use(app: &App, tx: &Tx<'_>, id: &ResourceId) -> ApiResult<()> {
     let _ = app;
     let key = id.key();
+    for (_, instance, doc) in tx.all_instances()? {
+        let uses = ["/image/id", "/previousImage/id"]
+            .iter()
+            .any(|p| doc.pointer(p).and_then(|v| v.as_str()).is_some_and(|v| v.to_ascii_lowercase() == key));
+        if uses {
+            return Err(ApiError::conflict(
+                "ResourceInUse",
+                format!(
+                    "'{}' is in use by instance {instance} of a scale set; upgrade it to another image first.",
+                    id.name()
+                ),
+            ));
+        }
+    }
     for row in tx.all(Kind::ScaleSet)? {
         let reference = row.doc.pointer("/properties/virtualMachineProfile/storageProfile/imageReference/id");
         if reference.and_then(|r| r.as_str()).is_some_and(|r| r.to_ascii_lowercase() == key) {
@@ -118,9 +133,17 @@ pub fn refuse_if_in_use(app: &App, tx: &Tx<'_>, id: &ResourceId) -> ApiResult<()
     Ok(())
 }
 
-/// Every image digest the database still references.
+/// Every image digest the database still references: versions, managed images, and what instances run
+/// or would roll back to.
 pub fn live_digests(tx: &Tx<'_>) -> ApiResult<HashSet<Digest>> {
     let mut live = HashSet::new();
+    for (_, _, doc) in tx.all_instances()? {
+        for p in ["/image/digest", "/previousImage/digest"] {
+            if let Some(d) = doc.pointer(p).and_then(|d| d.as_str()) {
+                live.insert(d.parse().map_err(ApiError::internal)?);
+            }
+        }
+    }
     for kind in [Kind::GalleryImageVersion, Kind::Image] {
         for row in tx.all(kind)? {
             if let Some(d) = row.doc.pointer("/properties/galleon/digest").and_then(|d| d.as_str()) {

@@ -16,6 +16,7 @@ pub mod net;
 pub mod ops;
 pub mod request;
 pub mod resource;
+pub mod shutdown;
 pub mod upgrade;
 
 use std::os::unix::fs::PermissionsExt;
@@ -31,6 +32,7 @@ use axum::response::{IntoResponse, Response};
 use galleon_images::ImageStore;
 use galleon_runtime::{ProcessRuntime, Runtime};
 use galleon_store::Store;
+use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::error::ApiError;
@@ -57,6 +59,12 @@ pub struct AppState {
     pub tasks: TaskTracker,
     /// The output of image builds.
     pub builds: api::builds::Builds,
+    /// Cancelled when `galleon shutdown` starts: actions stop at their next phase, new work is refused.
+    pub shutdown: CancellationToken,
+    /// Notified when a shutdown has stopped everything; `serve` then exits.
+    pub stopped: tokio::sync::Notify,
+    /// When this control plane started (RFC 3339).
+    pub started_at: String,
 }
 
 pub type App = Arc<AppState>;
@@ -105,6 +113,9 @@ pub fn open_with(home: Home, runtime: Arc<dyn Runtime>) -> anyhow::Result<App> {
         net: net::Net::default(),
         tasks: TaskTracker::new(),
         builds: Default::default(),
+        shutdown: CancellationToken::new(),
+        stopped: tokio::sync::Notify::new(),
+        started_at: clock::now_rfc3339(),
     }))
 }
 
@@ -124,6 +135,14 @@ pub fn router(app: App) -> Router {
 }
 
 async fn dispatch(State(app): State<App>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+    if app.shutdown.is_cancelled() && method != Method::GET {
+        return ApiError::new(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "ShuttingDown",
+            "The home is shutting down; start it again with `galleon serve`.",
+        )
+        .into_response();
+    }
     let Some(req) = ApiRequest::parse(method, uri.path(), uri.query(), headers, body) else {
         return ApiError::not_found("NotFound", format!("'{}' is not an ARM path (/subscriptions/…).", uri.path()))
             .into_response();
@@ -154,7 +173,18 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     );
     api::builds::fail_interrupted(&app).map_err(|e| anyhow::anyhow!("cannot recover builds: {}", e.message))?;
     fleet::resume(&app).await.map_err(|e| anyhow::anyhow!("cannot resume the fleet: {}", e.message))?;
-    axum::serve(listener, router(app.clone())).with_graceful_shutdown(shutdown_signal()).await?;
+    let stopped = {
+        let app = app.clone();
+        async move { app.stopped.notified().await }
+    };
+    axum::serve(listener, router(app.clone()))
+        .with_graceful_shutdown(async move {
+            tokio::select! {
+                _ = shutdown_signal() => {}
+                _ = stopped => {}
+            }
+        })
+        .await?;
     // Work in flight is recorded; a restarted control plane resumes it. Give it a moment to reach a
     // phase boundary, then leave (instances keep running).
     app.tasks.close();

@@ -40,6 +40,19 @@ impl Net {
         None
     }
 
+    /// Takes an instance out of service and drains it before a shutdown stops it.
+    pub async fn take_out_for_shutdown(&self, app: &App, set: &ScaleSet, id: u32) {
+        self.drain(app, &set.backend_key(id)).await;
+    }
+
+    /// Ends the data plane (`galleon shutdown`).
+    pub async fn stop_dataplane(&self, _app: &App) {}
+
+    /// What the status shows of the data plane.
+    pub fn status(&self, _app: &App) -> serde_json::Value {
+        serde_json::json!({"running": false})
+    }
+
     /// Whether the scale set has a health source (a probe or the Application Health extension).
     pub fn has_health_source(&self, _app: &App, _set: &ScaleSet) -> bool {
         false

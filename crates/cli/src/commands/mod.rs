@@ -1,6 +1,7 @@
 //! Each command group carried out: from parsed arguments to API calls to something to print.
 
 pub mod group;
+pub mod home;
 pub mod image;
 pub mod network;
 pub mod sig;
@@ -24,6 +25,9 @@ pub async fn run(ctx: &Ctx, command: &Command) -> CliResult<Out> {
         Command::Sig(cmd) => sig::run(ctx, cmd).await,
         Command::Image(cmd) => image::run(ctx, cmd).await,
         Command::Vmss(cmd) => vmss::run(ctx, cmd).await,
+        Command::Status => home::status(ctx).await,
+        Command::Shutdown => home::shutdown(ctx).await,
+        Command::Store(cmd) => home::store(ctx, cmd).await,
         Command::Serve | Command::Agent { .. } | Command::SampleApp => {
             Err(CliError::new("this command is run by the galleon binary, not the CLI library"))
         }

@@ -2,7 +2,7 @@
 
 use serde_json::{Value, json};
 
-use crate::args::{ExtensionCmd, InstanceIdsArg, RollingArgs, VmssCmd, VmssName, VmssNameArg};
+use crate::args::{ExtensionCmd, InstanceIdsArg, RollingArgs, RunCommandCmd, VmssCmd, VmssName, VmssNameArg};
 use crate::commands::{generic_update, required, sig::list};
 use crate::context::{Ctx, Out, enc, is_id, tags};
 use crate::error::{CliError, CliResult};
@@ -324,6 +324,55 @@ pub async fn run(ctx: &Ctx, cmd: &VmssCmd) -> CliResult<Out> {
             Ok(Out::Resource(ctx.client.get_value(&path).await.unwrap_or(resp.json()?)))
         }
         VmssCmd::Extension(cmd) => extension(ctx, cmd).await,
+        VmssCmd::RunCommand(RunCommandCmd::Invoke { vmss, instance_id, command_id, scripts, parameters }) => {
+            let mut params = vec![];
+            for p in parameters {
+                let (k, v) = p
+                    .split_once('=')
+                    .ok_or_else(|| CliError::usage(format!("--parameters '{p}' must be NAME=VALUE")))?;
+                params.push(json!({"name": k, "value": v}));
+            }
+            let path = format!("{}/virtualmachines/{}/runCommand", vmss_path(ctx, vmss).await?, enc(instance_id));
+            let body = json!({"commandId": command_id, "script": scripts, "parameters": params});
+            let resp = ctx.client.post(&path, Some(&body), true).await?;
+            Ok(Out::Raw(resp.json()?))
+        }
+        VmssCmd::GetBootLog { vmss, instance_id, follow, tail } => {
+            boot_log(ctx, vmss, instance_id, *follow, *tail).await
+        }
+    }
+}
+
+/// Prints an instance's stdout log to stdout and its stderr log to stderr; `--follow` keeps going.
+async fn boot_log(ctx: &Ctx, vmss: &VmssName, id: &str, follow: bool, tail: Option<usize>) -> CliResult<Out> {
+    use std::io::Write;
+    let path = format!("{}/virtualMachines/{}/bootLog", vmss_path(ctx, vmss).await?, enc(id));
+    let tail_q = tail.map(|t| format!("?tail={t}")).unwrap_or_default();
+    let log = ctx.client.get_value(&format!("{path}{tail_q}")).await?;
+    let _ = std::io::stdout().write_all(log["stdout"].as_str().unwrap_or_default().as_bytes());
+    let _ = std::io::stderr().write_all(log["stderr"].as_str().unwrap_or_default().as_bytes());
+    if !follow {
+        return Ok(Out::Nothing);
+    }
+    // Follow from the end of what was printed.
+    let mut offsets = [0u64; 2];
+    for (i, stream) in ["stdout", "stderr"].iter().enumerate() {
+        let v = ctx.client.get_value(&format!("{path}?stream={stream}&offset=end")).await?;
+        offsets[i] = v["next"].as_u64().unwrap_or(0);
+    }
+    loop {
+        for (i, stream) in ["stdout", "stderr"].iter().enumerate() {
+            let v = ctx.client.get_value(&format!("{path}?stream={stream}&offset={}", offsets[i])).await?;
+            let data = v["data"].as_str().unwrap_or_default();
+            if i == 0 {
+                let _ = std::io::stdout().write_all(data.as_bytes());
+                let _ = std::io::stdout().flush();
+            } else {
+                let _ = std::io::stderr().write_all(data.as_bytes());
+            }
+            offsets[i] = v["next"].as_u64().unwrap_or(offsets[i]);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     }
 }
 

@@ -5,6 +5,7 @@
 
 pub mod account;
 pub mod builds;
+pub mod day2;
 pub mod gallery;
 pub mod groups;
 pub mod images;
@@ -42,6 +43,10 @@ pub fn handle(app: &App, req: &ApiRequest) -> ApiResult<Response> {
 
         (Method::POST, "providers/galleon.images/builds") => builds::start(app, req),
         (Method::GET, "providers/galleon.images/builds/{}/log") => builds::log(app, n[0], req),
+
+        (Method::POST, "providers/galleon/collectgarbage") => day2::gc(app),
+        (Method::GET, "providers/galleon/status") => day2::status(app),
+        (Method::POST, "providers/galleon/shutdown") => day2::shutdown(app),
 
         (Method::GET, "resourcegroups") => groups::list(app),
         (Method::PUT, "resourcegroups/{}") => groups::put(app, n[0], req),
@@ -96,6 +101,8 @@ pub fn handle(app: &App, req: &ApiRequest) -> ApiResult<Response> {
                 (Method::GET, "/virtualmachines/{}") => vmss::get_vm(app, rg, name, n[2], req),
                 (Method::PUT, "/virtualmachines/{}") => vmss::put_vm(app, rg, name, n[2], req),
                 (Method::GET, "/virtualmachines/{}/instanceview") => vmss::instance_view(app, rg, name, n[2]),
+                (Method::POST, "/virtualmachines/{}/runcommand") => day2::run_command(app, rg, name, n[2], req),
+                (Method::GET, "/virtualmachines/{}/bootlog") => day2::boot_log(app, rg, name, n[2], req),
                 (Method::POST, verb) if !verb[1..].contains('/') => vmss::act(app, rg, name, &verb[1..], req),
                 (Method::GET, "/extensions") => vmss::list_extensions(app, rg, name),
                 (Method::PUT, "/extensions/{}") => vmss::put_extension(app, rg, name, n[2], req),

@@ -47,6 +47,10 @@ impl ImageSource for StoredImage {
 /// Runs the pending action of instance `id` to its end; safe to call again after a crash.
 pub async fn run(app: App, set: Arc<ScaleSet>, id: u32) {
     loop {
+        // A shutdown stops actions between phases; the recorded phase resumes at the next `serve`.
+        if app.shutdown.is_cancelled() {
+            return;
+        }
         let Some(rec) = set.record(&app, id) else { return };
         let Some(pending) = rec.pending.clone() else { return };
         let step = step(&app, &set, rec, pending.phase).await;

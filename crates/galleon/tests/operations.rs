@@ -1,0 +1,236 @@
+//! Issue "Day-two operations", end to end: run-command, boot logs, custom data, crash restarts with their
+//! exits in the instance view, `galleon shutdown` and `serve` again, store garbage collection.
+
+#![allow(clippy::unwrap_used)] // test code: a panic is the failure message
+
+use std::time::Duration;
+
+use galleon_testkit::fixtures::sample_image;
+use galleon_testkit::http::body;
+use galleon_testkit::{Home, disk_usage, procs, wait_until};
+
+const BIN: &str = env!("CARGO_BIN_EXE_galleon");
+const WAIT: Duration = Duration::from_secs(30);
+
+#[test]
+fn run_command_boot_log_and_custom_data() {
+    let home = Home::start(BIN);
+    let work = tempfile::tempdir().unwrap();
+    home.gallery();
+    home.publish_sample(work.path(), "1.0.0", false);
+    let custom = work.path().join("cloud-init.txt");
+    std::fs::write(&custom, "#cloud-config\nrole: web\n").unwrap();
+    home.ok(&[
+        "vmss",
+        "create",
+        "-n",
+        "web",
+        "--image",
+        "g/web/1.0.0",
+        "--instance-count",
+        "2",
+        "--custom-data",
+        custom.to_str().unwrap(),
+    ]);
+    // run-command: stdout, stderr and the exit status, in the instance's environment.
+    let out = home.json(&[
+        "vmss",
+        "run-command",
+        "invoke",
+        "-n",
+        "web",
+        "--instance-id",
+        "1",
+        "--command-id",
+        "RunShellScript",
+        "--scripts",
+        "echo \"id=$GALLEON_INSTANCE_ID dir=$(pwd) role=$ROLE\"; cat \"$GALLEON_CUSTOM_DATA\"; echo oops >&2",
+        "--parameters",
+        "ROLE=probe",
+    ]);
+    let msg = out["value"][0]["message"].as_str().unwrap();
+    assert_eq!(out["value"][0]["code"], "ProvisioningState/succeeded", "{out}");
+    assert!(msg.contains("id=1 dir=") && msg.contains("/os role=probe"), "{msg}");
+    assert!(msg.contains("role: web"), "custom data is at $GALLEON_CUSTOM_DATA: {msg}");
+    assert!(msg.contains("[stderr]\noops"), "{msg}");
+    let tsv = home.ok(&[
+        "vmss",
+        "run-command",
+        "invoke",
+        "-n",
+        "web",
+        "--instance-id",
+        "0",
+        "--command-id",
+        "RunShellScript",
+        "--scripts",
+        "echo before; exit 3",
+        "--query",
+        "value[0].[code, message]",
+        "-o",
+        "tsv",
+    ]);
+    // As az's tsv: a list's elements on their own lines.
+    assert!(
+        tsv.starts_with("ProvisioningState/failed\nEnable failed: the script exited with status 3\n[stdout]\nbefore"),
+        "{tsv}"
+    );
+    home.fails(&[
+        "vmss",
+        "run-command",
+        "invoke",
+        "-n",
+        "web",
+        "--instance-id",
+        "9",
+        "--command-id",
+        "RunShellScript",
+        "--scripts",
+        "true",
+    ]);
+    home.fails(&[
+        "vmss",
+        "run-command",
+        "invoke",
+        "-n",
+        "web",
+        "--instance-id",
+        "0",
+        "--command-id",
+        "RunPowerShellScript",
+        "--scripts",
+        "x",
+    ]);
+    // Boot diagnostics: what the entrypoint printed.
+    let log = home.ok(&["vmss", "get-boot-log", "-n", "web", "--instance-id", "0"]);
+    assert!(log.contains("sample-app: instance 0 serving version 1.0.0"), "{log}");
+    let tail = home.ok(&["vmss", "get-boot-log", "-n", "web", "--instance-id", "0", "--tail", "1"]);
+    assert_eq!(tail.lines().count(), 1, "{tail}");
+}
+
+#[test]
+fn a_crashing_app_is_restarted_and_its_exits_are_shown() {
+    let home = Home::start(BIN);
+    let work = tempfile::tempdir().unwrap();
+    home.gallery();
+    home.publish_sample(work.path(), "1.0.0", false);
+    home.ok(&["vmss", "create", "-n", "web", "--image", "g/web/1.0.0", "--instance-count", "3"]);
+    let ips: Vec<String> = (0..3).map(|i| home.ip("web", i)).collect();
+    for ip in &ips {
+        wait_until(WAIT, "every instance serves", || body(&format!("http://{ip}:8080/health")).is_some());
+    }
+    for round in 1..=3 {
+        let roots = procs::instance_roots(home.path());
+        let pid = roots.iter().find(|(_, id)| id == "1").map(|(p, _)| *p).unwrap();
+        procs::signal(pid, procs::KILL);
+        // The others serve throughout; instance 1 comes back with a new process.
+        wait_until(WAIT, &format!("instance 1 is restarted after crash {round}"), || {
+            assert!(
+                body(&format!("http://{}:8080/health", ips[0])).is_some()
+                    && body(&format!("http://{}:8080/health", ips[2])).is_some(),
+                "another instance stopped serving"
+            );
+            procs::instance_roots(home.path()).iter().any(|(p, id)| id == "1" && *p != pid)
+                && body(&format!("http://{}:8080/health", ips[1])).is_some()
+        });
+    }
+    let view = home.json(&["vmss", "get-instance-view", "-n", "web", "--instance-id", "1"]);
+    let exits = view["galleon"]["exits"].as_array().unwrap();
+    assert_eq!(exits.len(), 3, "{view}");
+    assert!(exits.iter().all(|e| e["signal"] == 9), "{exits:?}");
+    assert_eq!(view["galleon"]["starts"], 4, "{view}");
+    let others = home.json(&["vmss", "get-instance-view", "-n", "web", "--instance-id", "0"]);
+    assert_eq!(others["galleon"]["exits"].as_array().unwrap().len(), 0);
+}
+
+#[test]
+fn shutdown_leaves_nothing_running_and_serve_brings_instances_back() {
+    let mut home = Home::start(BIN);
+    let work = tempfile::tempdir().unwrap();
+    home.gallery();
+    home.publish_sample(work.path(), "1.0.0", false);
+    home.ok(&[
+        "vmss",
+        "create",
+        "-n",
+        "web",
+        "--image",
+        "g/web/1.0.0",
+        "--instance-count",
+        "2",
+        "--data-disk-sizes-gb",
+        "1",
+    ]);
+    home.ok(&["vmss", "stop", "-n", "web", "--instance-ids", "1"]);
+    let ip0 = home.ip("web", 0);
+    wait_until(WAIT, "instance 0 serves", || body(&format!("http://{ip0}:8080/data")).is_some());
+    let status = home.json(&["status"]);
+    assert_eq!(status["instances"]["byState"]["running"], 1, "{status}");
+    assert_eq!(status["instances"]["byState"]["stopped"], 1, "{status}");
+    home.ok(&["shutdown"]);
+    home.kill_daemon(); // reaps the exited daemon process of the test kit
+    assert!(home.processes().is_empty(), "processes of the home remain: {:?}", home.processes());
+    home.start_daemon();
+    wait_until(WAIT, "instance 0 is back", || {
+        body(&format!("http://{ip0}:8080/data")).is_some_and(|d| d.lines().count() == 2)
+    });
+    let power = || {
+        home.ok(&[
+            "vmss",
+            "list-instances",
+            "-n",
+            "web",
+            "--query",
+            "sort_by(@, &to_number(instanceId))[].powerState",
+            "-o",
+            "tsv",
+        ])
+    };
+    wait_until(WAIT, "instance 0 runs and the stopped instance stays stopped", || {
+        power() == "VM running\nVM stopped\n"
+    });
+}
+
+#[test]
+fn store_gc_frees_what_only_deleted_versions_held() {
+    let home = Home::start(BIN);
+    let work = tempfile::tempdir().unwrap();
+    home.gallery();
+    for (i, v) in ["1.0.0", "1.1.0", "1.2.0"].iter().enumerate() {
+        let dir = work.path().join(v);
+        sample_image(&dir, home.bin(), &format!("Welcome v{v}"), false);
+        let data: Vec<u8> = (0..20_000_000u32)
+            .map(|x| (x.wrapping_mul(2_654_435_761).wrapping_add(i as u32 * 7919) >> 9) as u8)
+            .collect();
+        std::fs::write(dir.join("data.bin"), data).unwrap();
+        home.ok(&[
+            "sig",
+            "image-version",
+            "create",
+            "-r",
+            "g",
+            "-i",
+            "web",
+            "-e",
+            v,
+            "--source",
+            dir.to_str().unwrap(),
+        ]);
+    }
+    home.ok(&["vmss", "create", "-n", "web", "--image", "g/web/1.0.0", "--instance-count", "1"]);
+    // A version in use cannot be deleted.
+    let run = home.fails(&["sig", "image-version", "delete", "-r", "g", "-i", "web", "-e", "1.0.0"]);
+    assert!(run.stderr.contains("in use"), "{}", run.stderr);
+    let before = disk_usage(home.path());
+    for v in ["1.1.0", "1.2.0"] {
+        home.ok(&["sig", "image-version", "delete", "-r", "g", "-i", "web", "-e", v]);
+    }
+    home.ok(&["store", "gc"]);
+    let freed = before.saturating_sub(disk_usage(home.path()));
+    assert!(freed >= 38_000_000, "deleting two versions of 20 MB of their own freed only {freed} bytes");
+    home.ok(&["vmss", "reimage", "-n", "web", "--instance-ids", "0"]);
+    let ip = home.ip("web", 0);
+    wait_until(WAIT, "the remaining version still boots", || {
+        body(&format!("http://{ip}:8080/")).is_some_and(|p| p.contains("Welcome v1.0.0"))
+    });
+}
