@@ -11,6 +11,7 @@ pub mod common;
 pub mod gallery;
 pub mod group;
 pub mod image;
+pub mod lb;
 pub mod schema;
 pub mod vmss;
 

@@ -13,6 +13,7 @@ pub enum Editable {
     Image,
     ScaleSet,
     ScaleSetVm,
+    LoadBalancer,
 }
 
 impl Editable {
@@ -26,6 +27,7 @@ impl Editable {
             Editable::Image => "image",
             Editable::ScaleSet => "scale set",
             Editable::ScaleSetVm => "scale set instance",
+            Editable::LoadBalancer => "load balancer",
         }
     }
 }
@@ -40,6 +42,7 @@ pub fn of(kind: Editable) -> Value {
         Editable::Image => schemars::schema_for!(crate::image::Image),
         Editable::ScaleSet => schemars::schema_for!(crate::vmss::VirtualMachineScaleSet),
         Editable::ScaleSetVm => schemars::schema_for!(crate::vmss::VirtualMachineScaleSetVm),
+        Editable::LoadBalancer => schemars::schema_for!(crate::lb::LoadBalancer),
     };
     schema.to_value()
 }

@@ -70,6 +70,9 @@ pub enum Command {
     /// Manage virtual machine scale sets: instances, models, upgrades.
     #[command(subcommand)]
     Vmss(VmssCmd),
+    /// Manage load balancers (`network lb …`).
+    #[command(subcommand)]
+    Network(NetworkCmd),
     /// Say what a home runs: control plane, data plane, instances by state.
     Status,
     /// Stop everything a home runs: instances (drained first), the data plane, the control plane.
@@ -78,6 +81,9 @@ pub enum Command {
     /// The image store.
     #[command(subcommand)]
     Store(StoreCmd),
+    /// The data plane of a home (started by `galleon serve`).
+    #[command(hide = true)]
+    Dataplane,
     /// The instance agent (run by the process runtime, one per instance).
     #[command(hide = true)]
     Agent {
@@ -672,6 +678,11 @@ pub enum VmssCmd {
     /// Run a command in an instance.
     #[command(subcommand)]
     RunCommand(RunCommandCmd),
+    /// The address and port of each instance's inbound NAT rule, as `az` shows them.
+    ListInstanceConnectionInfo {
+        #[command(flatten)]
+        vmss: VmssName,
+    },
     /// Show an instance's boot diagnostics: the output of its entrypoint.
     GetBootLog {
         #[command(flatten)]
@@ -773,5 +784,312 @@ pub enum ExtensionCmd {
         name: String,
         #[command(flatten)]
         no_wait: NoWait,
+    },
+}
+
+// ---- network lb ----
+
+#[derive(Subcommand, Debug)]
+pub enum NetworkCmd {
+    /// Load balancers.
+    #[command(subcommand)]
+    Lb(LbCmd),
+}
+
+#[derive(Args, Debug, Clone, Default)]
+pub struct LbName {
+    #[command(flatten)]
+    pub group: GroupArg,
+    /// The load balancer.
+    #[arg(long = "lb-name", value_name = "NAME")]
+    pub lb: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum LbCmd {
+    /// Create a load balancer (its own frontend address on this machine).
+    Create {
+        #[command(flatten)]
+        group: GroupArg,
+        #[arg(short = 'n', long)]
+        name: String,
+        /// The backend pool to create (default `{name}bepool`).
+        #[arg(long)]
+        backend_pool_name: Option<String>,
+        /// The frontend's name (default `LoadBalancerFrontEnd`).
+        #[arg(long)]
+        frontend_ip_name: Option<String>,
+        #[command(flatten)]
+        common: CreateCommon,
+    },
+    /// List load balancers (of a group with -g).
+    List {
+        #[command(flatten)]
+        group: GroupArg,
+    },
+    /// Show a load balancer.
+    Show {
+        #[command(flatten)]
+        group: GroupArg,
+        #[arg(short = 'n', long)]
+        name: String,
+    },
+    /// Delete a load balancer (no scale set may use it).
+    Delete {
+        #[command(flatten)]
+        group: GroupArg,
+        #[arg(short = 'n', long)]
+        name: String,
+    },
+    /// Update a load balancer's document (`--set`, `--add`, `--remove`).
+    Update {
+        #[command(flatten)]
+        group: GroupArg,
+        #[arg(short = 'n', long)]
+        name: String,
+        #[command(flatten)]
+        update: GenericUpdate,
+    },
+    /// Requests, errors, latency and connections per rule and backend.
+    ShowMetrics {
+        #[command(flatten)]
+        group: GroupArg,
+        #[arg(short = 'n', long)]
+        name: String,
+    },
+    /// Health probes.
+    #[command(subcommand)]
+    Probe(ProbeCmd),
+    /// Load-balancing rules.
+    #[command(subcommand)]
+    Rule(RuleCmd),
+    /// Backend address pools.
+    #[command(subcommand)]
+    AddressPool(ChildCmd),
+    /// Inbound NAT pools (one frontend port per instance of the scale sets in them).
+    #[command(subcommand)]
+    InboundNatPool(NatPoolCmd),
+    /// Inbound NAT rules (`{pool}.{instanceId}`, made by NAT pools).
+    #[command(subcommand)]
+    InboundNatRule(NatRuleCmd),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ProbeCmd {
+    /// Create a probe.
+    Create {
+        #[command(flatten)]
+        lb: LbName,
+        #[arg(short = 'n', long)]
+        name: String,
+        /// Http or Tcp.
+        #[arg(long, value_parser = ["Http", "Tcp", "http", "tcp"])]
+        protocol: String,
+        #[arg(long)]
+        port: u16,
+        /// The request path (Http).
+        #[arg(long)]
+        path: Option<String>,
+        /// Seconds between probes (galleon accepts from 1; default 15).
+        #[arg(long)]
+        interval: Option<u32>,
+        /// Consecutive results that flip health (numberOfProbes; default 2).
+        #[arg(long)]
+        threshold: Option<u32>,
+        /// probeThreshold, when it should differ from numberOfProbes.
+        #[arg(long)]
+        probe_threshold: Option<u32>,
+    },
+    /// Change a probe.
+    Update {
+        #[command(flatten)]
+        lb: LbName,
+        #[arg(short = 'n', long)]
+        name: String,
+        #[arg(long, value_parser = ["Http", "Tcp", "http", "tcp"])]
+        protocol: Option<String>,
+        #[arg(long)]
+        port: Option<u16>,
+        #[arg(long)]
+        path: Option<String>,
+        #[arg(long)]
+        interval: Option<u32>,
+        #[arg(long)]
+        threshold: Option<u32>,
+        #[arg(long)]
+        probe_threshold: Option<u32>,
+    },
+    /// List probes.
+    List {
+        #[command(flatten)]
+        lb: LbName,
+    },
+    /// Show a probe.
+    Show {
+        #[command(flatten)]
+        lb: LbName,
+        #[arg(short = 'n', long)]
+        name: String,
+    },
+    /// Delete a probe (no rule or scale set may use it).
+    Delete {
+        #[command(flatten)]
+        lb: LbName,
+        #[arg(short = 'n', long)]
+        name: String,
+    },
+}
+
+#[derive(Args, Debug, Clone, Default)]
+pub struct RuleSpec {
+    /// Tcp (L4: connections) or Http (L7: requests, keep-alive to backends).
+    #[arg(long, value_parser = ["Tcp", "Http", "tcp", "http"])]
+    pub protocol: Option<String>,
+    #[arg(long)]
+    pub frontend_port: Option<u16>,
+    #[arg(long)]
+    pub backend_port: Option<u16>,
+    #[arg(long)]
+    pub backend_pool_name: Option<String>,
+    /// The probe whose health gates the backends.
+    #[arg(long)]
+    pub probe: Option<String>,
+    /// Default, SourceIP or SourceIPProtocol.
+    #[arg(long, value_parser = ["Default", "SourceIP", "SourceIPProtocol"])]
+    pub load_distribution: Option<String>,
+    /// Idle timeout in minutes (4-100).
+    #[arg(long)]
+    pub idle_timeout: Option<u32>,
+    /// How long a leaving instance's requests get to finish, in seconds (default 30).
+    #[arg(long)]
+    pub drain_timeout: Option<u32>,
+    #[arg(long)]
+    pub frontend_ip_name: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum RuleCmd {
+    /// Create a load-balancing rule.
+    Create {
+        #[command(flatten)]
+        lb: LbName,
+        #[arg(short = 'n', long)]
+        name: String,
+        #[command(flatten)]
+        spec: RuleSpec,
+    },
+    /// Change a rule.
+    Update {
+        #[command(flatten)]
+        lb: LbName,
+        #[arg(short = 'n', long)]
+        name: String,
+        #[command(flatten)]
+        spec: RuleSpec,
+    },
+    /// List rules.
+    List {
+        #[command(flatten)]
+        lb: LbName,
+    },
+    /// Show a rule.
+    Show {
+        #[command(flatten)]
+        lb: LbName,
+        #[arg(short = 'n', long)]
+        name: String,
+    },
+    /// Delete a rule.
+    Delete {
+        #[command(flatten)]
+        lb: LbName,
+        #[arg(short = 'n', long)]
+        name: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ChildCmd {
+    /// Create one.
+    Create {
+        #[command(flatten)]
+        lb: LbName,
+        #[arg(short = 'n', long)]
+        name: String,
+    },
+    /// List them.
+    List {
+        #[command(flatten)]
+        lb: LbName,
+    },
+    /// Show one.
+    Show {
+        #[command(flatten)]
+        lb: LbName,
+        #[arg(short = 'n', long)]
+        name: String,
+    },
+    /// Delete one (no scale set may use it).
+    Delete {
+        #[command(flatten)]
+        lb: LbName,
+        #[arg(short = 'n', long)]
+        name: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum NatPoolCmd {
+    /// Create an inbound NAT pool.
+    Create {
+        #[command(flatten)]
+        lb: LbName,
+        #[arg(short = 'n', long)]
+        name: String,
+        #[arg(long, default_value = "Tcp")]
+        protocol: String,
+        #[arg(long)]
+        frontend_port_range_start: u16,
+        #[arg(long)]
+        frontend_port_range_end: u16,
+        #[arg(long)]
+        backend_port: u16,
+        #[arg(long)]
+        frontend_ip_name: Option<String>,
+    },
+    /// List inbound NAT pools.
+    List {
+        #[command(flatten)]
+        lb: LbName,
+    },
+    /// Show an inbound NAT pool.
+    Show {
+        #[command(flatten)]
+        lb: LbName,
+        #[arg(short = 'n', long)]
+        name: String,
+    },
+    /// Delete an inbound NAT pool (no scale set may use it).
+    Delete {
+        #[command(flatten)]
+        lb: LbName,
+        #[arg(short = 'n', long)]
+        name: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum NatRuleCmd {
+    /// List inbound NAT rules.
+    List {
+        #[command(flatten)]
+        lb: LbName,
+    },
+    /// Show an inbound NAT rule (`{pool}.{instanceId}`).
+    Show {
+        #[command(flatten)]
+        lb: LbName,
+        #[arg(short = 'n', long)]
+        name: String,
     },
 }

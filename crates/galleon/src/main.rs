@@ -16,6 +16,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Serve => exit(serve(cli.global.home)),
         Command::Agent { dir } => exit(galleon_runtime::agent_main(&dir)),
+        Command::Dataplane => exit(dataplane(cli.global.home)),
         Command::SampleApp => exit(sample_app::main()),
         _ => exit(galleon_cli::run(cli)),
     }
@@ -35,6 +36,26 @@ fn init_logs() {
         .with_target(false)
         .with_ansi(ansi)
         .init();
+}
+
+/// The data plane of a home: listeners, probes, health, drains, metrics (started by `serve`).
+fn dataplane(home: std::path::PathBuf) -> i32 {
+    init_logs();
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("ERROR: cannot start the runtime: {e}");
+            return 1;
+        }
+    };
+    let opts = galleon_lb::RunOptions::new(home.join("dataplane"), home.join("dataplane.sock"));
+    match rt.block_on(galleon_lb::run(opts)) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("ERROR: {e}");
+            1
+        }
+    }
 }
 
 fn serve(home: std::path::PathBuf) -> i32 {

@@ -143,6 +143,15 @@ async fn dispatch(State(app): State<App>, method: Method, uri: Uri, headers: Hea
         )
         .into_response();
     }
+    if uri.path() == "/metrics" {
+        // Prometheus text of every load-balancer frontend and backend (the data plane's).
+        let result = tokio::task::spawn_blocking(move || app.net.prometheus()).await;
+        return match result {
+            Ok(Ok(text)) => ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response(),
+            Ok(Err(e)) => e.into_response(),
+            Err(e) => ApiError::internal(e).into_response(),
+        };
+    }
     let Some(req) = ApiRequest::parse(method, uri.path(), uri.query(), headers, body) else {
         return ApiError::not_found("NotFound", format!("'{}' is not an ARM path (/subscriptions/…).", uri.path()))
             .into_response();
@@ -171,6 +180,7 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
         socket.display(),
         app.block.base()
     );
+    app.net.start(&app).await.context("cannot start the data plane")?;
     api::builds::fail_interrupted(&app).map_err(|e| anyhow::anyhow!("cannot recover builds: {}", e.message))?;
     fleet::resume(&app).await.map_err(|e| anyhow::anyhow!("cannot resume the fleet: {}", e.message))?;
     let stopped = {

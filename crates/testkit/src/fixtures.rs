@@ -109,3 +109,115 @@ impl Home {
         .join(" ")
     }
 }
+
+impl Home {
+    /// Scale set `web` of `n` instances of `g/web/<version>` behind load balancer `webLB`: an Http probe on
+    /// `/health` (1 s, threshold 2), a Tcp rule on 18080 and an Http rule on 18081, NAT to port 8080.
+    /// Waits until the Http frontend reaches every instance; returns the frontend's address.
+    pub fn lb_setup(&self, work: &Path, n: u32, image: &str, extra: &[&str]) -> String {
+        let _ = work;
+        let count = n.to_string();
+        let mut args = vec![
+            "vmss",
+            "create",
+            "-n",
+            "web",
+            "--image",
+            image,
+            "--instance-count",
+            &count,
+            "--data-disk-sizes-gb",
+            "1",
+            "--lb",
+            "webLB",
+            "--backend-port",
+            "8080",
+        ];
+        args.extend_from_slice(extra);
+        self.ok(&args);
+        self.ok(&[
+            "network",
+            "lb",
+            "probe",
+            "create",
+            "--lb-name",
+            "webLB",
+            "-n",
+            "health",
+            "--protocol",
+            "Http",
+            "--port",
+            "8080",
+            "--path",
+            "/health",
+            "--interval",
+            "1",
+            "--threshold",
+            "2",
+        ]);
+        self.ok(&[
+            "network",
+            "lb",
+            "rule",
+            "create",
+            "--lb-name",
+            "webLB",
+            "-n",
+            "tcp",
+            "--protocol",
+            "Tcp",
+            "--frontend-port",
+            "18080",
+            "--backend-port",
+            "8080",
+            "--backend-pool-name",
+            "webLBBEPool",
+            "--probe",
+            "health",
+        ]);
+        self.ok(&[
+            "network",
+            "lb",
+            "rule",
+            "create",
+            "--lb-name",
+            "webLB",
+            "-n",
+            "http",
+            "--protocol",
+            "Http",
+            "--frontend-port",
+            "18081",
+            "--backend-port",
+            "8080",
+            "--backend-pool-name",
+            "webLBBEPool",
+            "--probe",
+            "health",
+        ]);
+        let lb = self
+            .ok(&[
+                "network",
+                "lb",
+                "show",
+                "-n",
+                "webLB",
+                "--query",
+                "frontendIPConfigurations[0].privateIPAddress",
+                "-o",
+                "tsv",
+            ])
+            .trim()
+            .to_string();
+        crate::wait_until(std::time::Duration::from_secs(30), "the Http frontend reaches every instance", || {
+            let mut seen = std::collections::BTreeSet::new();
+            for _ in 0..(n * 4) {
+                if let Some(id) = crate::http::body(&format!("http://{lb}:18081/whoami")) {
+                    seen.insert(id);
+                }
+            }
+            seen.len() == n as usize
+        });
+        lb
+    }
+}

@@ -40,3 +40,17 @@ pub fn body(url: &str) -> Option<String> {
         _ => None,
     }
 }
+
+/// GET `path` from the daemon's API socket; the body of the answer.
+pub fn unix_get(socket: &std::path::Path, path: &str) -> Result<(u16, String), String> {
+    let mut s = std::os::unix::net::UnixStream::connect(socket).map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).map_err(|e| e.to_string())?;
+    write!(s, "GET {path} HTTP/1.1\r\nHost: galleon\r\nConnection: close\r\n\r\n").map_err(|e| e.to_string())?;
+    let mut buf = vec![];
+    s.read_to_end(&mut buf).map_err(|e| e.to_string())?;
+    let text = String::from_utf8_lossy(&buf);
+    let (head, body) = text.split_once("\r\n\r\n").ok_or("no HTTP answer")?;
+    let status = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).ok_or("no status")?;
+    let chunked = head.to_ascii_lowercase().contains("transfer-encoding: chunked");
+    Ok((status, if chunked { dechunk(body) } else { body.to_string() }))
+}

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 pub mod archive;
 pub mod fixtures;
 pub mod http;
+pub mod load;
 pub mod procs;
 
 /// A daemon in a temporary home.

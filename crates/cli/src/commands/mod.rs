@@ -25,10 +25,11 @@ pub async fn run(ctx: &Ctx, command: &Command) -> CliResult<Out> {
         Command::Sig(cmd) => sig::run(ctx, cmd).await,
         Command::Image(cmd) => image::run(ctx, cmd).await,
         Command::Vmss(cmd) => vmss::run(ctx, cmd).await,
+        Command::Network(cmd) => network::run(ctx, cmd).await,
         Command::Status => home::status(ctx).await,
         Command::Shutdown => home::shutdown(ctx).await,
         Command::Store(cmd) => home::store(ctx, cmd).await,
-        Command::Serve | Command::Agent { .. } | Command::SampleApp => {
+        Command::Serve | Command::Agent { .. } | Command::SampleApp | Command::Dataplane => {
             Err(CliError::new("this command is run by the galleon binary, not the CLI library"))
         }
     }

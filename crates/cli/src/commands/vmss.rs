@@ -337,6 +337,10 @@ pub async fn run(ctx: &Ctx, cmd: &VmssCmd) -> CliResult<Out> {
             let resp = ctx.client.post(&path, Some(&body), true).await?;
             Ok(Out::Raw(resp.json()?))
         }
+        VmssCmd::ListInstanceConnectionInfo { vmss } => {
+            let path = vmss_path(ctx, vmss).await?;
+            crate::commands::network::connection_info(ctx, &path).await
+        }
         VmssCmd::GetBootLog { vmss, instance_id, follow, tail } => {
             boot_log(ctx, vmss, instance_id, *follow, *tail).await
         }

@@ -9,6 +9,7 @@ pub mod day2;
 pub mod gallery;
 pub mod groups;
 pub mod images;
+pub mod lb;
 pub mod operations;
 pub mod vmss;
 
@@ -109,6 +110,28 @@ pub fn handle(app: &App, req: &ApiRequest) -> ApiResult<Response> {
                 (Method::GET, "/extensions/{}") => vmss::get_extension(app, rg, name, n[2]),
                 (Method::DELETE, "/extensions/{}") => vmss::delete_extension(app, rg, name, n[2]),
                 (m, _) => Err(no_route(&m, s)),
+            }
+        }
+
+        (Method::GET, "providers/microsoft.network/loadbalancers") => lb::list(app, None),
+        (Method::GET, "resourcegroups/{}/providers/microsoft.network/loadbalancers") => lb::list(app, Some(n[0])),
+        (Method::PUT, "resourcegroups/{}/providers/microsoft.network/loadbalancers/{}") => {
+            lb::put(app, n[0], n[1], req)
+        }
+        (Method::GET, "resourcegroups/{}/providers/microsoft.network/loadbalancers/{}") => lb::get(app, n[0], n[1]),
+        (Method::DELETE, "resourcegroups/{}/providers/microsoft.network/loadbalancers/{}") => {
+            lb::delete(app, n[0], n[1])
+        }
+        (Method::GET, "resourcegroups/{}/providers/microsoft.network/loadbalancers/{}/metrics") => {
+            lb::metrics(app, n[0], n[1])
+        }
+        (Method::GET, s) if s.starts_with("resourcegroups/{}/providers/microsoft.network/loadbalancers/{}/") => {
+            let rest: Vec<&str> =
+                s["resourcegroups/{}/providers/microsoft.network/loadbalancers/{}/".len()..].split('/').collect();
+            match rest.as_slice() {
+                [collection] => lb::child(app, n[0], n[1], collection, None),
+                [collection, "{}"] => lb::child(app, n[0], n[1], collection, Some(n[2])),
+                _ => Err(no_route(m, s)),
             }
         }
 
