@@ -9,6 +9,7 @@ pub mod health;
 pub mod ids;
 pub mod names;
 pub mod policy;
+pub mod rollout;
 pub mod scale;
 pub mod time;
 pub mod version;

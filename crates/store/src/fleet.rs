@@ -172,3 +172,48 @@ impl Tx<'_> {
         Ok(())
     }
 }
+
+/// Rolling upgrades: their records by id, the active one of a scale set, and the history.
+impl Tx<'_> {
+    pub fn put_upgrade(&self, id: &str, scale_set: &str, doc: &serde_json::Value, active: bool, started_ms: i64) -> Result<()> {
+        self.raw().execute(
+            "INSERT INTO upgrades (id, scale_set, doc, active, started_ms) VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT(id) DO UPDATE SET doc = excluded.doc, active = excluded.active",
+            params![id, key(scale_set), serde_json::to_string(doc)?, active, started_ms],
+        )?;
+        Ok(())
+    }
+
+    pub fn upgrade(&self, id: &str) -> Result<Option<serde_json::Value>> {
+        let doc: Option<String> =
+            self.raw().query_row("SELECT doc FROM upgrades WHERE id = ?1", [id], |r| r.get(0)).optional()?;
+        Ok(doc.map(|d| serde_json::from_str(&d)).transpose()?)
+    }
+
+    /// The upgrades of a scale set, oldest first: (id, record, active).
+    pub fn upgrades(&self, scale_set: &str) -> Result<Vec<(String, serde_json::Value, bool)>> {
+        let mut stmt = self
+            .raw()
+            .prepare_cached("SELECT id, doc, active FROM upgrades WHERE scale_set = ?1 ORDER BY started_ms, id")?;
+        let rows = stmt.query_map([key(scale_set)], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, bool>(2)?)))?;
+        let mut out = vec![];
+        for row in rows {
+            let (id, doc, active) = row?;
+            out.push((id, serde_json::from_str(&doc)?, active));
+        }
+        Ok(out)
+    }
+
+    /// Every active upgrade: (id, scale set key).
+    pub fn active_upgrades(&self) -> Result<Vec<(String, String)>> {
+        let mut stmt = self.raw().prepare_cached("SELECT id, scale_set FROM upgrades WHERE active = 1 ORDER BY started_ms")?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+
+    /// Forgets the upgrades of a deleted scale set.
+    pub fn forget_upgrades(&self, scale_set: &str) -> Result<()> {
+        self.raw().execute("DELETE FROM upgrades WHERE scale_set = ?1", [key(scale_set)])?;
+        Ok(())
+    }
+}

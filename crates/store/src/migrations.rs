@@ -58,6 +58,15 @@ const MIGRATIONS: &[&str] = &[
         doc         TEXT NOT NULL      -- what was decided and why, JSON
     );
     CREATE INDEX events_by_instance ON events(scale_set, instance_id, seq);",
+    // 4: rolling upgrades, persisted so that one survives a kill -9 of the control plane.
+    "CREATE TABLE upgrades (
+        id         TEXT PRIMARY KEY,   -- its operation's id
+        scale_set  TEXT NOT NULL,      -- lower-cased scale set id
+        doc        TEXT NOT NULL,      -- the upgrade record, JSON
+        active     INTEGER NOT NULL,   -- 1 until it reaches Completed, Cancelled or Faulted
+        started_ms INTEGER NOT NULL
+    );
+    CREATE INDEX upgrades_by_set ON upgrades(scale_set, started_ms);",
 ];
 
 /// The schema version this build knows.
