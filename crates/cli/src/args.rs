@@ -678,6 +678,14 @@ pub enum VmssCmd {
     /// Run a command in an instance.
     #[command(subcommand)]
     RunCommand(RunCommandCmd),
+    /// Rolling upgrades: start an OS image upgrade, cancel one, show the latest.
+    #[command(subcommand)]
+    RollingUpgrade(RollingUpgradeCmd),
+    /// Past OS image upgrades (automatic or started), newest first.
+    GetOsUpgradeHistory {
+        #[command(flatten)]
+        vmss: VmssName,
+    },
     /// The address and port of each instance's inbound NAT rule, as `az` shows them.
     ListInstanceConnectionInfo {
         #[command(flatten)]
@@ -695,6 +703,29 @@ pub enum VmssCmd {
         /// Only the last N lines of each stream.
         #[arg(long, value_name = "N")]
         tail: Option<usize>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum RollingUpgradeCmd {
+    /// Bring every instance to the model's image resolved now, in health-gated batches.
+    Start {
+        #[command(flatten)]
+        vmss: VmssName,
+        #[command(flatten)]
+        no_wait: NoWait,
+    },
+    /// Cancel the rolling upgrade in progress: no new batch starts.
+    Cancel {
+        #[command(flatten)]
+        vmss: VmssName,
+        #[command(flatten)]
+        no_wait: NoWait,
+    },
+    /// The status of the latest rolling upgrade.
+    GetLatest {
+        #[command(flatten)]
+        vmss: VmssName,
     },
 }
 

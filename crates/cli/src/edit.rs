@@ -118,22 +118,30 @@ impl<'a> Node<'a> {
     }
 
     /// A child of a (flattened) object: its canonical name and schema, looking through `properties`.
-    fn child(&self, segment: &str) -> Option<(&'a str, Node<'a>)> {
+    fn child(&self, segment: &str) -> Option<(String, Node<'a>)> {
+        let node = |schema: &'a Value| Node { root: self.root, schema, read_only: false };
         let find = |n: &Node<'a>| {
-            n.props()
-                .into_iter()
-                .find(|(k, _)| k.eq_ignore_ascii_case(segment))
-                .map(|(k, s)| (k, Node { root: self.root, schema: s, read_only: false }))
+            n.props().into_iter().find(|(k, _)| k.eq_ignore_ascii_case(segment)).map(|(k, s)| (k.to_string(), node(s)))
         };
         if let Some(hit) = find(self) {
             return Some(hit);
         }
-        if let Some(hit) = self.envelope().and_then(|env| find(&env)) {
-            return Some(hit);
+        if let Some(env) = self.envelope() {
+            if let Some(hit) = find(&env) {
+                return Some(hit);
+            }
+            // `typePropertiesType`: a `properties` key that collides with the envelope's, as az names it.
+            let own = self.props();
+            let collided = env.props().into_iter().find(|(k, _)| {
+                own.iter().any(|(o, _)| o == k) && crate::output::collision_name(k).eq_ignore_ascii_case(segment)
+            });
+            if let Some((k, s)) = collided {
+                return Some((crate::output::collision_name(k), node(s)));
+            }
         }
         // A map (`tags`): any key, values of one schema.
         match self.schema.get("additionalProperties") {
-            Some(s @ Value::Object(_)) => Some(("", Node { root: self.root, schema: s, read_only: false })),
+            Some(s @ Value::Object(_)) => Some((String::new(), node(s))),
             _ => None,
         }
     }
@@ -256,7 +264,7 @@ fn walk<'d, 's>(
                 obj.known().join(", ")
             ));
         };
-        let canon = if canon.is_empty() { seg.name.clone() } else { canon.to_string() };
+        let canon = if canon.is_empty() { seg.name.clone() } else { canon };
         walked = if walked.is_empty() { canon.clone() } else { format!("{walked}.{canon}") };
         let last = i + 1 == segs.len();
         if last && seg.index.is_none() {
@@ -388,7 +396,13 @@ pub fn unflatten(doc: &Value, schema: &Value) -> Value {
                     if k == "resourceGroup" && !own.contains(&"resourceGroup") {
                         continue;
                     }
-                    if own.contains(&k.as_str()) {
+                    let collided = env.and_then(|e| {
+                        e.props().into_iter().find(|(p, _)| crate::output::collision_name(p) == *k && own.contains(p)).map(|(p, _)| p)
+                    });
+                    if let (Some(original), Some(env)) = (collided, env) {
+                        let child = env.child(original).map(|(_, c)| c);
+                        props.insert(original.to_string(), child.map_or(val.clone(), |c| go(val, c)));
+                    } else if own.contains(&k.as_str()) {
                         let child = obj.child(k).map(|(_, c)| c);
                         top.insert(k.clone(), child.map_or(val.clone(), |c| go(val, c)));
                     } else if let Some(env) = env.filter(|e| e.props().iter().any(|(p, _)| p == k)) {

@@ -302,14 +302,27 @@ fn yaml(value: &Value) -> String {
     out
 }
 
-/// The SDK's flattening, as `az` prints resources: every object's `properties` lifted into it (deeply),
-/// and `resourceGroup` added to every object whose `id` names one (az's `_add_resource_group`).
+/// The name the SDK gives a `properties` key that collides with one of the envelope's: an extension's
+/// `properties.type` beside its resource `type` becomes `typePropertiesType`.
+pub fn collision_name(key: &str) -> String {
+    let mut c = key.chars();
+    let cap: String = c.next().map(|f| f.to_uppercase().chain(c).collect()).unwrap_or_default();
+    format!("{key}Properties{cap}")
+}
+
+/// The SDK's flattening, as `az` prints resources: every object's `properties` lifted into it (deeply;
+/// a key that collides with the envelope's is renamed as the SDK does, `collision_name`), and
+/// `resourceGroup` added to every object whose `id` names one (az's `_add_resource_group`).
 pub fn flatten(value: Value) -> Value {
     match value {
         Value::Object(mut m) => {
             if let Some(Value::Object(props)) = m.remove("properties") {
                 for (k, v) in props {
-                    m.entry(k).or_insert(v);
+                    if m.contains_key(&k) {
+                        m.insert(collision_name(&k), v);
+                    } else {
+                        m.insert(k, v);
+                    }
                 }
             }
             if !m.keys().any(|k| k.eq_ignore_ascii_case("resourceGroup"))

@@ -7,11 +7,12 @@ use tokio::sync::watch;
 
 pub struct Events {
     gallery: watch::Sender<u64>,
+    fleet: watch::Sender<u64>,
 }
 
 impl Default for Events {
     fn default() -> Self {
-        Events { gallery: watch::channel(0).0 }
+        Events { gallery: watch::channel(0).0, fleet: watch::channel(0).0 }
     }
 }
 
@@ -23,5 +24,14 @@ impl Events {
 
     pub fn gallery_changes(&self) -> watch::Receiver<u64> {
         self.gallery.subscribe()
+    }
+
+    /// An instance action ended, an instance was provisioned, or a health state changed.
+    pub fn notify_fleet_changed(&self) {
+        self.fleet.send_modify(|n| *n += 1);
+    }
+
+    pub fn fleet_changes(&self) -> watch::Receiver<u64> {
+        self.fleet.subscribe()
     }
 }

@@ -47,12 +47,21 @@ pub struct Net {
     wake: tokio::sync::Notify,
     /// The generation of the last configuration pushed.
     generation: AtomicU64,
-    /// check id → (state, epoch), as the data plane last reported.
-    health: RwLock<HashMap<String, (HealthState, u64)>>,
+    /// check id → what the data plane last reported of it.
+    health: RwLock<HashMap<String, Seen>>,
     /// Whether the mirror holds the data plane's view since this control plane started.
     seen: AtomicBool,
     /// Bind errors already reported, so a broken frontend is logged once, not at every push.
     reported: Mutex<Vec<String>>,
+}
+
+/// One check as the data plane last reported it.
+#[derive(Clone, Copy, Debug)]
+struct Seen {
+    state: HealthState,
+    epoch: u64,
+    /// When it entered `state` (Unix ms).
+    since: u64,
 }
 
 /// Where a scale set's health comes from (CONTRACT §5).
@@ -111,7 +120,7 @@ impl Net {
         self.resync_health().await;
         let (a, b) = (app.clone(), app.clone());
         app.tasks.spawn(async move { a.net.push_loop(&a).await });
-        app.tasks.spawn(async move { b.net.follow_health().await });
+        app.tasks.spawn(async move { b.net.follow_health(&b).await });
         let w = self.sync(app);
         self.wait_applied(w, Duration::from_secs(10)).await;
         Ok(())
@@ -196,13 +205,13 @@ impl Net {
             let mut map = self.health.write().unwrap_or_else(|p| p.into_inner());
             map.clear();
             for c in report.checks {
-                map.insert(c.id, (c.state, c.epoch));
+                map.insert(c.id, Seen { state: c.state, epoch: c.epoch, since: c.since });
             }
             self.seen.store(true, Ordering::SeqCst);
         }
     }
 
-    async fn follow_health(&self) {
+    async fn follow_health(&self, app: &App) {
         let Some(client) = self.client() else { return };
         let mut after = 0;
         let mut boot = String::new();
@@ -215,11 +224,17 @@ impl Net {
                         after = report.seq;
                         continue;
                     }
-                    let mut map = self.health.write().unwrap_or_else(|p| p.into_inner());
-                    for e in report.events {
-                        map.insert(e.check, (e.to, e.epoch));
+                    let changed = !report.events.is_empty();
+                    {
+                        let mut map = self.health.write().unwrap_or_else(|p| p.into_inner());
+                        for e in report.events {
+                            map.insert(e.check, Seen { state: e.to, epoch: e.epoch, since: e.at });
+                        }
                     }
                     after = report.seq;
+                    if changed {
+                        app.events.notify_fleet_changed();
+                    }
                 }
                 Err(_) => {
                     self.seen.store(false, Ordering::SeqCst);
@@ -270,10 +285,26 @@ impl Net {
         }
         let map = self.health.read().unwrap_or_else(|p| p.into_inner());
         match map.get(&check_id(&set.instance_id(rec.id), &source.check)) {
-            Some((state, epoch)) if *epoch == rec.boot => *state,
+            Some(seen) if seen.epoch == rec.boot => seen.state,
             // A check of an older boot, or none yet: the new boot is still being judged.
             _ => HealthState::Initializing,
         }
+    }
+
+    /// Since when (Unix ms) the instance has been Unhealthy, if it is and that is known.
+    pub fn unhealthy_since(&self, set: &ScaleSet, rec: &InstanceRecord, source: &HealthSource) -> Option<u64> {
+        if !self.seen.load(Ordering::SeqCst) {
+            return None;
+        }
+        let map = self.health.read().unwrap_or_else(|p| p.into_inner());
+        map.get(&check_id(&set.instance_id(rec.id), &source.check))
+            .filter(|s| s.epoch == rec.boot && s.state == HealthState::Unhealthy)
+            .map(|s| s.since)
+    }
+
+    /// Whether the mirror holds the data plane's health since this control plane started.
+    pub fn seen(&self) -> bool {
+        self.seen.load(Ordering::SeqCst)
     }
 
     pub fn has_health_source(&self, app: &App, set: &ScaleSet) -> bool {
@@ -420,6 +451,17 @@ pub fn health_source(
     set: &ScaleSet,
     doc: &VirtualMachineScaleSet,
 ) -> ApiResult<Option<HealthSource>> {
+    let generation = tx.counter(&set.generation_counter())? as u64;
+    let model = crate::fleet::model::load(app.home.root(), &set.uid, generation).ok();
+    health_source_with(tx, doc, model.as_ref())
+}
+
+/// `health_source`, with the model given (a model about to be set).
+pub fn health_source_with(
+    tx: &Tx<'_>,
+    doc: &VirtualMachineScaleSet,
+    model: Option<&Model>,
+) -> ApiResult<Option<HealthSource>> {
     let grace = doc
         .properties
         .upgrade_policy
@@ -459,9 +501,7 @@ pub fn health_source(
     if probes.len() == 1 {
         return Ok(probes.pop_first().map(|check| HealthSource { check, grace }));
     }
-    let generation = tx.counter(&set.generation_counter())? as u64;
-    let model = crate::fleet::model::load(app.home.root(), &set.uid, generation).ok();
-    if let Some(ext) = model.as_ref().and_then(|m| m.extension(APP_HEALTH)) {
+    if let Some(ext) = model.and_then(|m| m.extension(APP_HEALTH)) {
         let settings = app_health(ext)?;
         return Ok(Some(HealthSource { check: "apphealth".into(), grace: settings.grace }));
     }

@@ -5,6 +5,7 @@ pub mod home;
 pub mod image;
 pub mod network;
 pub mod sig;
+pub mod upgrade;
 pub mod vmss;
 
 use std::path::Path;

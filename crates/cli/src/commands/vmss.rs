@@ -337,6 +337,8 @@ pub async fn run(ctx: &Ctx, cmd: &VmssCmd) -> CliResult<Out> {
             let resp = ctx.client.post(&path, Some(&body), true).await?;
             Ok(Out::Raw(resp.json()?))
         }
+        VmssCmd::RollingUpgrade(cmd) => crate::commands::upgrade::run(ctx, cmd).await,
+        VmssCmd::GetOsUpgradeHistory { vmss } => crate::commands::upgrade::history(ctx, vmss).await,
         VmssCmd::ListInstanceConnectionInfo { vmss } => {
             let path = vmss_path(ctx, vmss).await?;
             crate::commands::network::connection_info(ctx, &path).await

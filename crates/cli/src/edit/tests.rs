@@ -102,3 +102,30 @@ fn remove_and_add_edit_lists_and_properties() {
     assert!(doc["publishingProfile"].get("endOfLifeDate").is_none());
     assert!(add(&mut doc, &s, "image version", "publishingProfile", &["a=1".into()]).is_err());
 }
+
+#[test]
+fn extension_type_survives_flatten_set_and_unflatten() {
+    // An extension's `properties.type` collides with its resource `type`: az prints it `typePropertiesType`.
+    let arm = json!({
+        "id": "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Compute/virtualMachineScaleSets/web",
+        "name": "web",
+        "properties": {"virtualMachineProfile": {"extensionProfile": {"extensions": [{
+            "name": "health",
+            "type": "Microsoft.Compute/virtualMachineScaleSets/extensions",
+            "properties": {"publisher": "Microsoft.ManagedServices", "type": "ApplicationHealthLinux", "settings": {"port": 8080}}
+        }]}}}
+    });
+    let mut flat = crate::output::flatten(arm);
+    let ext = &flat["virtualMachineProfile"]["extensionProfile"]["extensions"][0];
+    assert_eq!(ext["typePropertiesType"], json!("ApplicationHealthLinux"));
+    assert_eq!(ext["type"], json!("Microsoft.Compute/virtualMachineScaleSets/extensions"));
+    let s = schema::of(Editable::ScaleSet);
+    set(&mut flat, &s, "scale set", "virtualMachineProfile.extensionProfile.extensions[0].typePropertiesType=ApplicationHealthWindows").unwrap();
+    let back = unflatten(&flat, &s);
+    let props = &back["properties"]["virtualMachineProfile"]["extensionProfile"]["extensions"][0]["properties"];
+    assert_eq!(props["type"], json!("ApplicationHealthWindows"), "{back}");
+    assert_eq!(props["publisher"], json!("Microsoft.ManagedServices"));
+    let parsed: galleon_api::vmss::VirtualMachineScaleSet = serde_json::from_value(back).unwrap();
+    let e = &parsed.properties.virtual_machine_profile.unwrap().extension_profile.unwrap().extensions.unwrap()[0];
+    assert_eq!(e.properties.extension_type.as_deref(), Some("ApplicationHealthWindows"));
+}

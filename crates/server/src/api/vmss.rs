@@ -163,6 +163,7 @@ fn create(app: &App, sid: &ResourceId, mut body: VirtualMachineScaleSet) -> ApiR
                 reason: "created with the scale set".into(),
                 owner: Owner::CreateScaleSet,
                 operation: None,
+                origin: crate::fleet::record::Origin::User,
             },
         )?;
         Ok((Arc::new(set), op, ids, stored))
@@ -213,6 +214,7 @@ fn update(app: &App, id: &str, old: VirtualMachineScaleSet, mut body: VirtualMac
     let candidate = Model::of(&body, generation + 1);
     let changed = candidate.fingerprint() != current.fingerprint();
     if changed {
+        app.store.read(|tx| crate::upgrade::check_model_change(tx, &set, &body, &candidate))?;
         model::validate(&candidate)?;
         let reference =
             candidate.image_reference().ok_or_else(|| ApiError::invalid("The model names no image."))?.to_string();
@@ -285,6 +287,7 @@ fn resize(
                 reason: format!("scale-out from {have} to {want}"),
                 owner: Owner::Instances,
                 operation: None,
+                origin: crate::fleet::record::Origin::User,
             },
         )?;
         return Ok((Some(op), ids));
@@ -322,6 +325,7 @@ fn resize(
                 reason: format!("scale-in from {have} to {want} ({rule:?} rule)"),
                 owner: Owner::Instances,
                 operation: None,
+                origin: crate::fleet::record::Origin::User,
             },
         )?;
         return Ok((Some(op), victims));
@@ -373,6 +377,7 @@ pub fn delete(app: &App, rg: &str, name: &str) -> ApiResult<Response> {
                 reason: "deleted with the scale set".into(),
                 owner: Owner::DeleteScaleSet,
                 operation: None,
+                origin: crate::fleet::record::Origin::User,
             },
         )?;
         Ok(Some((set, op, ids)))
@@ -584,6 +589,7 @@ pub fn act(app: &App, rg: &str, name: &str, verb: &str, req: &ApiRequest) -> Api
                 reason,
                 owner: Owner::Instances,
                 operation: None,
+                origin: crate::fleet::record::Origin::User,
             },
         )?;
         if action == Action::Delete && !ids.is_empty() {

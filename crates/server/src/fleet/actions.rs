@@ -103,7 +103,7 @@ async fn step(app: &App, set: &Arc<ScaleSet>, mut rec: InstanceRecord, phase: Ph
                     })
                     .await?;
                     // Record what the disk now holds in the same write as the phase.
-                    if matches!(a, Action::Upgrade | Action::Create) && rec.image.as_ref() != Some(&image) {
+                    if matches!(a, Action::Upgrade | Action::Create | Action::OsUpgrade { .. }) && rec.image.as_ref() != Some(&image) {
                         rec.previous_image = rec.image.take();
                         rec.previous_generation = Some(rec.generation);
                     }
@@ -246,6 +246,8 @@ fn target(app: &App, set: &ScaleSet, rec: &InstanceRecord, action: &Action) -> A
             let generation = rec.previous_generation.unwrap_or(rec.generation);
             Ok((model::load(app.home.root(), &set.uid, generation)?, to.clone()))
         }
+        // The image changes, the instance's own model stays (an OS image upgrade).
+        Action::OsUpgrade { to } => Ok((model::load(app.home.root(), &set.uid, rec.generation)?, to.clone())),
         other => Err(ApiError::internal(format!("{} makes no OS disk", other.verb()))),
     }
 }
@@ -344,7 +346,10 @@ fn fail(app: &App, set: &ScaleSet, id: u32, e: &ApiError) {
         Ok(Some(pending.operation))
     });
     match result {
-        Ok(Some(op)) => set.finish_if_done(app, &op),
+        Ok(Some(op)) => {
+            set.finish_if_done(app, &op);
+            app.events.notify_fleet_changed();
+        }
         Ok(None) => {}
         Err(err) => tracing::error!("cannot record the failure of instance {id}: {}", err.message),
     }

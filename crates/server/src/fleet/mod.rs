@@ -24,7 +24,7 @@ use crate::App;
 use crate::clock;
 use crate::error::{ApiError, ApiResult};
 use crate::ops::{self, Owner};
-use record::{Action, InstanceRecord, Pending, Phase, Power};
+use record::{Action, InstanceRecord, Origin, Pending, Phase, Power};
 
 /// A scale set as the fleet addresses it.
 #[derive(Clone, Debug)]
@@ -138,7 +138,9 @@ impl ScaleSet {
             rec.provisioning = ProvisioningState::Succeeded;
             rec.error = None;
             self.put_in(tx, &rec)
-        })
+        })?;
+        app.events.notify_fleet_changed();
+        Ok(())
     }
 
     fn owner(&self, id: u32) -> String {
@@ -182,6 +184,7 @@ impl ScaleSet {
             self.finish_if_done(app, &op);
         }
         app.net.sync(app);
+        app.events.notify_fleet_changed();
         Ok(())
     }
 
@@ -201,6 +204,7 @@ impl ScaleSet {
             self.finish_if_done(app, &op);
         }
         app.net.sync(app);
+        app.events.notify_fleet_changed();
         Ok(())
     }
 
@@ -249,6 +253,7 @@ impl ScaleSet {
                 if self.records_in(tx)?.is_empty() {
                     tx.delete(&self.key)?;
                     tx.forget_scale_set(&self.key)?;
+                    tx.forget_upgrades(&self.key)?;
                 }
             }
             Owner::Instances | Owner::Upgrade | Owner::Build => {}
@@ -266,6 +271,7 @@ pub struct Submission<'a> {
     pub owner: Owner,
     /// An operation to join instead of starting one (a rolling upgrade's batches).
     pub operation: Option<String>,
+    pub origin: Origin,
 }
 
 /// Records the action on each instance (refusing busy ones) and its operation; returns the operation.
@@ -310,6 +316,7 @@ pub fn write_ahead(tx: &Tx<'_>, set: &ScaleSet, s: &Submission<'_>) -> ApiResult
             started_ms: now,
             wait_healthy: s.wait_healthy && s.action.ends_running(),
             reason: s.reason.clone(),
+            origin: s.origin,
         });
         set.put_in(tx, &rec)?;
     }
@@ -408,6 +415,7 @@ pub async fn resume(app: &App) -> ApiResult<()> {
                 reason: "started again: it was not running when the control plane started".into(),
                 owner: Owner::Instances,
                 operation: None,
+                origin: Origin::User,
             };
             app.store.write(|tx| write_ahead(tx, set, &s))?;
             spawn(app, set, &dead);

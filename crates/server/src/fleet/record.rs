@@ -45,6 +45,10 @@ pub enum Action {
     Upgrade,
     /// `reimage`: a fresh OS disk of the instance's own model.
     Reimage,
+    /// An OS image upgrade: a fresh OS disk of this image, the instance's own model kept.
+    OsUpgrade {
+        to: ImageRef,
+    },
     /// Back to the image it ran before (rollback), on a fresh OS disk.
     Rollback {
         to: ImageRef,
@@ -63,6 +67,7 @@ impl Action {
         match self {
             Action::Create => "create",
             Action::Upgrade => "upgrade",
+            Action::OsUpgrade { .. } => "os-upgrade",
             Action::Reimage => "reimage",
             Action::Rollback { .. } => "rollback",
             Action::Restart => "restart",
@@ -75,7 +80,7 @@ impl Action {
 
     /// Whether the action makes a fresh OS disk.
     pub fn remakes_os_disk(&self) -> bool {
-        matches!(self, Action::Create | Action::Upgrade | Action::Reimage | Action::Rollback { .. })
+        matches!(self, Action::Create | Action::Upgrade | Action::OsUpgrade { .. } | Action::Reimage | Action::Rollback { .. })
     }
 
     /// Whether the instance runs at the end of it.
@@ -98,6 +103,15 @@ pub enum Phase {
     Started,
 }
 
+/// Who asked for an action.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Origin {
+    #[default]
+    User,
+    Upgrade,
+    Repair,
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Pending {
@@ -110,6 +124,8 @@ pub struct Pending {
     pub wait_healthy: bool,
     /// Why, for the decision log ("upgraded in batch 2").
     pub reason: String,
+    #[serde(default)]
+    pub origin: Origin,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
