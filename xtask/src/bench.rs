@@ -10,7 +10,9 @@ use crate::{root, run};
 pub fn main(args: &[&str]) -> anyhow::Result<()> {
     match args.first().copied() {
         Some("instances") => instances(),
-        _ => bail!("usage: cargo xtask bench instances"),
+        Some("upgrade") => crate::bench_upgrade::upgrade(),
+        Some("planner") => crate::bench_upgrade::planner(),
+        _ => bail!("usage: cargo xtask bench instances|upgrade|planner|lb"),
     }
 }
 

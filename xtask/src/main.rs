@@ -8,6 +8,7 @@ use std::process::Command;
 use anyhow::{Context, bail};
 
 mod bench;
+mod bench_upgrade;
 mod layering;
 
 fn main() -> anyhow::Result<()> {

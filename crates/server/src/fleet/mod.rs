@@ -178,6 +178,9 @@ impl ScaleSet {
             }
             self.put_in(tx, &rec)?;
             decide::log(tx, self, Some(id), pending.action.verb(), &pending.reason, Some(&pending.operation))?;
+            // `ms` is read by `cargo xtask bench upgrade`: the time an action took, out of service to back.
+            let ms = clock::now_ms() - pending.started_ms;
+            tracing::info!(set = %self.name, instance = id, action = pending.action.verb(), ms, "action done");
             Ok(Some(pending.operation))
         })?;
         if let Some(op) = op {
