@@ -234,3 +234,109 @@ fn store_gc_frees_what_only_deleted_versions_held() {
         body(&format!("http://{ip}:8080/")).is_some_and(|p| p.contains("Welcome v1.0.0"))
     });
 }
+
+#[test]
+fn application_health_extension_is_a_health_source() {
+    let home = Home::start(BIN);
+    let work = tempfile::tempdir().unwrap();
+    home.gallery();
+    home.publish_sample(work.path(), "1.0.0", false);
+    home.ok(&["vmss", "create", "-n", "web", "--image", "g/web", "--instance-count", "3"]);
+    // Rich health: `/apphealth` answers 200 with {"ApplicationHealthState": "Healthy"|"Unhealthy"}.
+    home.ok(&[
+        "vmss", "extension", "set", "--vmss-name", "web", "--name", "ApplicationHealthLinux", "--publisher",
+        "Microsoft.ManagedServices", "--version", "2.0", "--settings",
+        r#"{"protocol": "http", "port": 8080, "requestPath": "/apphealth", "intervalInSeconds": 1, "numberOfProbes": 2, "gracePeriod": 30}"#,
+    ]);
+    home.ok(&["vmss", "update-instances", "-n", "web", "--instance-ids", "*"]);
+    let health = |i: u32| {
+        home.ok(&["vmss", "show", "-n", "web", "--instance-id", &i.to_string(), "--query", "healthState", "-o", "tsv"])
+            .trim()
+            .to_string()
+    };
+    wait_until(WAIT, "every instance is Healthy", || (0..3).all(|i| health(i) == "Healthy"));
+    let ip1 = home.ip("web", 1);
+    body(&format!("http://{ip1}:8080/fail")).unwrap();
+    let failed = std::time::Instant::now();
+    wait_until(Duration::from_secs(4), "instance 1 is Unhealthy within interval × (threshold + 1)", || {
+        health(1) == "Unhealthy"
+    });
+    assert!(failed.elapsed() <= Duration::from_secs(3) + Duration::from_millis(900), "took {:?}", failed.elapsed());
+    let view = home.json(&["vmss", "get-instance-view", "-n", "web", "--instance-id", "1"]);
+    assert_eq!(view["vmHealth"]["status"]["code"], "HealthState/unhealthy", "{view}");
+    body(&format!("http://{ip1}:8080/recover")).unwrap();
+    wait_until(WAIT, "instance 1 is Healthy again", || health(1) == "Healthy");
+
+    // An automatic OS upgrade gated by it: a good version completes, a bad one faults and rolls back.
+    home.ok(&[
+        "vmss",
+        "update",
+        "-n",
+        "web",
+        "--set",
+        "upgradePolicy.automaticOSUpgradePolicy.enableAutomaticOSUpgrade=true",
+    ]);
+    home.publish_sample(work.path(), "1.1.0", false);
+    let code = || {
+        home.galleon(&[
+            "vmss",
+            "rolling-upgrade",
+            "get-latest",
+            "-n",
+            "web",
+            "--query",
+            "[properties.runningStatus.code, runningStatus.code] | [?@] | [0]",
+            "-o",
+            "tsv",
+        ])
+        .stdout
+        .trim()
+        .to_string()
+    };
+    let exact = || {
+        home.ok(&[
+            "vmss",
+            "list-instances",
+            "-n",
+            "web",
+            "--query",
+            "[].storageProfile.imageReference.exactVersion",
+            "-o",
+            "tsv",
+        ])
+    };
+    wait_until(Duration::from_secs(60), "the OS upgrade to 1.1.0 completes", || {
+        code() == "Completed" && exact() == "1.1.0\n1.1.0\n1.1.0\n"
+    });
+    home.publish_sample(work.path(), "1.2.0", true);
+    wait_until(Duration::from_secs(60), "the OS upgrade to 1.2.0 faults", || {
+        home.galleon(&[
+            "vmss",
+            "get-os-upgrade-history",
+            "-n",
+            "web",
+            "--query",
+            "[0].properties.[targetImageReference.exactVersion, runningStatus.code]",
+            "-o",
+            "tsv",
+        ])
+        .stdout
+            == "1.2.0\nFaulted\n"
+    });
+    wait_until(WAIT, "the failed instance is back on 1.1.0", || exact() == "1.1.0\n1.1.0\n1.1.0\n");
+    // With 3 instances a batch is 1: one instance tried 1.2.0 and was rolled back.
+    wait_until(WAIT, "the rollback is counted", || {
+        home.ok(&[
+            "vmss",
+            "get-os-upgrade-history",
+            "-n",
+            "web",
+            "--query",
+            "[0].properties.rollbackInfo.successfullyRolledbackInstanceCount",
+            "-o",
+            "tsv",
+        ])
+        .trim()
+            == "1"
+    });
+}
