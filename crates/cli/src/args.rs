@@ -53,6 +53,9 @@ pub fn default_home() -> PathBuf {
 pub enum Command {
     /// Run the control plane of a home: the API, state, and everything that reconciles it.
     Serve,
+    /// Watch galleon work: a scale set behind a load balancer, a canary, then a rolling upgrade — with
+    /// no failed request. Uses a temporary home unless --home is given; stops everything at the end.
+    Demo,
     /// Manage resource groups.
     #[command(subcommand)]
     Group(GroupCmd),

@@ -397,7 +397,10 @@ pub fn unflatten(doc: &Value, schema: &Value) -> Value {
                         continue;
                     }
                     let collided = env.and_then(|e| {
-                        e.props().into_iter().find(|(p, _)| crate::output::collision_name(p) == *k && own.contains(p)).map(|(p, _)| p)
+                        e.props()
+                            .into_iter()
+                            .find(|(p, _)| crate::output::collision_name(p) == *k && own.contains(p))
+                            .map(|(p, _)| p)
                     });
                     if let (Some(original), Some(env)) = (collided, env) {
                         let child = env.child(original).map(|(_, c)| c);

@@ -1,5 +1,6 @@
 //! Each command group carried out: from parsed arguments to API calls to something to print.
 
+pub mod demo;
 pub mod group;
 pub mod home;
 pub mod image;
@@ -28,6 +29,15 @@ pub async fn run(ctx: &Ctx, command: &Command) -> CliResult<Out> {
         Command::Vmss(cmd) => vmss::run(ctx, cmd).await,
         Command::Network(cmd) => network::run(ctx, cmd).await,
         Command::Status => home::status(ctx).await,
+        Command::Demo => {
+            // The demo's home is its own unless --home (or GALLEON_HOME) was given on purpose.
+            let explicit = std::env::args().any(|a| a == "--home" || a.starts_with("--home="))
+                || std::env::var_os("GALLEON_HOME").is_some();
+            let home = ctx.global.home.clone();
+            tokio::task::spawn_blocking(move || demo::run(explicit.then_some(home.as_path())))
+                .await
+                .map_err(|e| CliError::new(e.to_string()))?
+        }
         Command::Shutdown => home::shutdown(ctx).await,
         Command::Store(cmd) => home::store(ctx, cmd).await,
         Command::Serve | Command::Agent { .. } | Command::SampleApp | Command::Dataplane => {

@@ -59,7 +59,10 @@ async fn until_done(ctx: &Ctx, path: &str, show: bool) -> CliResult<Value> {
             let line = format!(
                 "{code}: batch {} [{}] · succeeded {} · in progress {} · pending {} · failed {}",
                 g["batch"],
-                g["batchInstances"].as_array().map(|a| a.iter().map(|v| v.to_string()).collect::<Vec<_>>().join(" ")).unwrap_or_default(),
+                g["batchInstances"]
+                    .as_array()
+                    .map(|a| a.iter().map(|v| v.to_string()).collect::<Vec<_>>().join(" "))
+                    .unwrap_or_default(),
                 p["progress"]["successfulInstanceCount"],
                 p["progress"]["inProgressInstanceCount"],
                 p["progress"]["pendingInstanceCount"],

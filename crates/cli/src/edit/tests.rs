@@ -120,7 +120,13 @@ fn extension_type_survives_flatten_set_and_unflatten() {
     assert_eq!(ext["typePropertiesType"], json!("ApplicationHealthLinux"));
     assert_eq!(ext["type"], json!("Microsoft.Compute/virtualMachineScaleSets/extensions"));
     let s = schema::of(Editable::ScaleSet);
-    set(&mut flat, &s, "scale set", "virtualMachineProfile.extensionProfile.extensions[0].typePropertiesType=ApplicationHealthWindows").unwrap();
+    set(
+        &mut flat,
+        &s,
+        "scale set",
+        "virtualMachineProfile.extensionProfile.extensions[0].typePropertiesType=ApplicationHealthWindows",
+    )
+    .unwrap();
     let back = unflatten(&flat, &s);
     let props = &back["properties"]["virtualMachineProfile"]["extensionProfile"]["extensions"][0]["properties"];
     assert_eq!(props["type"], json!("ApplicationHealthWindows"), "{back}");

@@ -104,8 +104,12 @@ pub fn handle(app: &App, req: &ApiRequest) -> ApiResult<Response> {
                 (Method::GET, "/virtualmachines/{}/instanceview") => vmss::instance_view(app, rg, name, n[2]),
                 (Method::POST, "/virtualmachines/{}/runcommand") => day2::run_command(app, rg, name, n[2], req),
                 (Method::POST, "/osrollingupgrade") => crate::upgrade::views::start(app, rg, name),
-                (Method::POST, "/rollingupgrades/{}") if n[2].eq_ignore_ascii_case("cancel") => crate::upgrade::views::cancel(app, rg, name),
-                (Method::GET, "/rollingupgrades/{}") if n[2].eq_ignore_ascii_case("latest") => crate::upgrade::views::latest(app, rg, name),
+                (Method::POST, "/rollingupgrades/{}") if n[2].eq_ignore_ascii_case("cancel") => {
+                    crate::upgrade::views::cancel(app, rg, name)
+                }
+                (Method::GET, "/rollingupgrades/{}") if n[2].eq_ignore_ascii_case("latest") => {
+                    crate::upgrade::views::latest(app, rg, name)
+                }
                 (Method::GET, "/osupgradehistory") => crate::upgrade::views::history(app, rg, name),
                 (Method::GET, "/virtualmachines/{}/bootlog") => day2::boot_log(app, rg, name, n[2], req),
                 (Method::POST, verb) if !verb[1..].contains('/') => vmss::act(app, rg, name, &verb[1..], req),

@@ -103,15 +103,21 @@ async fn step(app: &App, set: &Arc<ScaleSet>, mut rec: InstanceRecord, phase: Ph
                     })
                     .await?;
                     // Record what the disk now holds in the same write as the phase.
-                    if matches!(a, Action::Upgrade | Action::Create | Action::OsUpgrade { .. }) && rec.image.as_ref() != Some(&image) {
+                    if matches!(a, Action::Upgrade | Action::Create | Action::OsUpgrade { .. })
+                        && rec.image.as_ref() != Some(&image)
+                    {
                         rec.previous_image = rec.image.take();
                         rec.previous_generation = Some(rec.generation);
                     }
-                    if let Action::Rollback { .. } = a {
-                        rec.generation = rec.previous_generation.unwrap_or(rec.generation);
-                    } else {
-                        rec.generation = model.generation;
-                    }
+                    rec.generation = match a {
+                        Action::Rollback { .. } => rec.previous_generation.unwrap_or(rec.generation),
+                        // An OS upgrade to the current model's own image, on a model that differs from the
+                        // current one only in its image, leaves the instance on the current model.
+                        Action::OsUpgrade { to } => {
+                            promoted_generation(app, set, &model, to).unwrap_or(model.generation)
+                        }
+                        _ => model.generation,
+                    };
                     rec.image = Some(image);
                     rec.data_disks =
                         model.data_luns().into_iter().map(|(lun, size_gb)| DataDiskRecord { lun, size_gb }).collect();
@@ -250,6 +256,19 @@ fn target(app: &App, set: &ScaleSet, rec: &InstanceRecord, action: &Action) -> A
         Action::OsUpgrade { to } => Ok((model::load(app.home.root(), &set.uid, rec.generation)?, to.clone())),
         other => Err(ApiError::internal(format!("{} makes no OS disk", other.verb()))),
     }
+}
+
+/// The current generation, if an instance of `model` given the image `to` runs exactly the current model.
+fn promoted_generation(app: &App, set: &ScaleSet, model: &Model, to: &ImageRef) -> Option<u64> {
+    let current = model::load(app.home.root(), &set.uid, set.generation(app).ok()?).ok()?;
+    if current.generation == model.generation
+        || current.fingerprint_without_image() != model.fingerprint_without_image()
+    {
+        return None;
+    }
+    let reference = current.image_reference()?;
+    let resolved = app.store.read(|tx| model::resolve_image(tx, reference, &set.avoid_in(tx)?)).ok()?;
+    resolved.id.eq_ignore_ascii_case(&to.id).then_some(current.generation)
 }
 
 /// What the agent runs: the instance's environment, entrypoint, CustomScript and custom data.

@@ -60,6 +60,15 @@ impl Model {
         galleon_images::Digest::of(shaping.to_string().as_bytes()).hex()
     }
 
+    /// The fingerprint without the image reference: two models equal here differ at most in their image.
+    pub fn fingerprint_without_image(&self) -> String {
+        let mut m = self.clone();
+        if let Some(r) = m.profile.storage_profile.as_mut().and_then(|s| s.image_reference.as_mut()) {
+            *r = Default::default();
+        }
+        m.fingerprint()
+    }
+
     pub fn image_reference(&self) -> Option<&str> {
         self.profile.storage_profile.as_ref()?.image_reference.as_ref()?.id.as_deref()
     }

@@ -80,7 +80,10 @@ impl Action {
 
     /// Whether the action makes a fresh OS disk.
     pub fn remakes_os_disk(&self) -> bool {
-        matches!(self, Action::Create | Action::Upgrade | Action::OsUpgrade { .. } | Action::Reimage | Action::Rollback { .. })
+        matches!(
+            self,
+            Action::Create | Action::Upgrade | Action::OsUpgrade { .. } | Action::Reimage | Action::Rollback { .. }
+        )
     }
 
     /// Whether the instance runs at the end of it.

@@ -82,23 +82,26 @@ fn os_upgrade(app: &App, set: &Arc<ScaleSet>, doc: &VirtualMachineScaleSet) -> A
         let Some(reference) = model.image_reference() else { return Ok(None) };
         let Ok(rid) = ResourceId::parse(reference) else { return Ok(None) };
         let follows_latest = rid.is("Microsoft.Compute", &["galleries", "images"])
-            || (rid.is("Microsoft.Compute", &["galleries", "images", "versions"]) && rid.name().eq_ignore_ascii_case("latest"));
+            || (rid.is("Microsoft.Compute", &["galleries", "images", "versions"])
+                && rid.name().eq_ignore_ascii_case("latest"));
         if !follows_latest {
             return Ok(None);
         }
         let Ok(latest) = crate::fleet::model::resolve_image(tx, reference, &set.avoid_in(tx)?) else { return Ok(None) };
-        let behind = set
-            .records_in(tx)?
-            .iter()
-            .any(|r| r.image.as_ref().is_some_and(|i| !i.id.eq_ignore_ascii_case(&latest.id)) && !r.protection.protect_from_scale_set_actions);
+        let behind = set.records_in(tx)?.iter().any(|r| {
+            r.image.as_ref().is_some_and(|i| !i.id.eq_ignore_ascii_case(&latest.id))
+                && !r.protection.protect_from_scale_set_actions
+        });
         if !behind {
             return Ok(None);
         }
         // An attempt that could not start for want of a health source is recorded once per version.
         let last = tx.upgrades(&set.key)?.pop();
         let same_target_failed = last.as_ref().is_some_and(|(_, d, _)| {
-            serde_json::from_value::<super::UpgradeRecord>(d.clone())
-                .is_ok_and(|r| r.target == Target::Image { image: latest.clone() } && r.upgrade.error.as_deref().is_some_and(|e| e.starts_with("No health source")))
+            serde_json::from_value::<super::UpgradeRecord>(d.clone()).is_ok_and(|r| {
+                r.target == Target::Image { image: latest.clone() }
+                    && r.upgrade.error.as_deref().is_some_and(|e| e.starts_with("No health source"))
+            })
         });
         match start_in(app, tx, set, doc, Kind::Os, Target::Image { image: latest.clone() }, StartedBy::Platform) {
             Ok(op) => Ok(Some(op)),
@@ -118,7 +121,12 @@ fn os_upgrade(app: &App, set: &Arc<ScaleSet>, doc: &VirtualMachineScaleSet) -> A
 }
 
 /// An automatic OS upgrade that could not start is still history: a Faulted attempt with why.
-fn record_refused(tx: &galleon_store::Tx<'_>, set: &ScaleSet, image: &crate::fleet::record::ImageRef, why: &str) -> ApiResult<()> {
+fn record_refused(
+    tx: &galleon_store::Tx<'_>,
+    set: &ScaleSet,
+    image: &crate::fleet::record::ImageRef,
+    why: &str,
+) -> ApiResult<()> {
     let now = clock::now();
     let op = crate::ops::start(tx, &set.key, Owner::Upgrade)?;
     let mut upgrade = galleon_core::rollout::start(Kind::Os, false, &[], now);
@@ -135,15 +143,25 @@ fn record_refused(tx: &galleon_store::Tx<'_>, set: &ScaleSet, image: &crate::fle
     };
     tx.put_upgrade(&op, &set.key, &serde_json::to_value(&record).map_err(ApiError::internal)?, false, clock::now_ms())?;
     crate::ops::finish(tx, &op, Some(galleon_api::ErrorDetail::new("NoHealthSource", why)), false)?;
-    crate::fleet::decide::log(tx, set, None, "upgrade", &format!("automatic OS upgrade to {} not started: {why}", image.version_label()), Some(&op))?;
+    crate::fleet::decide::log(
+        tx,
+        set,
+        None,
+        "upgrade",
+        &format!("automatic OS upgrade to {} not started: {why}", image.version_label()),
+        Some(&op),
+    )?;
     Ok(())
 }
 
 /// `automaticRepairsPolicy`: instances Unhealthy for the grace period are repaired, a few at a time,
 /// never while an upgrade runs.
 fn repair(app: &App, set: &Arc<ScaleSet>, doc: &VirtualMachineScaleSet) -> ApiResult<()> {
-    let Some(policy) = doc.properties.automatic_repairs_policy.as_ref().filter(|p| p.enabled == Some(true)) else { return Ok(()) };
-    let grace = galleon_core::policy::repair_grace(policy.grace_period.as_deref()).map_err(|e| ApiError::invalid(e.0))?;
+    let Some(policy) = doc.properties.automatic_repairs_policy.as_ref().filter(|p| p.enabled == Some(true)) else {
+        return Ok(());
+    };
+    let grace =
+        galleon_core::policy::repair_grace(policy.grace_period.as_deref()).map_err(|e| ApiError::invalid(e.0))?;
     let action = policy.repair_action.unwrap_or(RepairAction::Replace);
     let started = app.store.write(|tx| {
         let Some(source) = crate::net::health_source(app, tx, set, doc)? else { return Ok::<_, ApiError>(vec![]) };
@@ -156,7 +174,10 @@ fn repair(app: &App, set: &Arc<ScaleSet>, doc: &VirtualMachineScaleSet) -> ApiRe
                 id: r.id,
                 health: app.net.health_of(set, r, &source),
                 unhealthy_since: app.net.unhealthy_since(set, r, &source).map(Time::from_millis),
-                busy: r.pending.as_ref().map(|p| if p.origin == Origin::Repair { Busy::Repairing } else { Busy::Other }),
+                busy: r
+                    .pending
+                    .as_ref()
+                    .map(|p| if p.origin == Origin::Repair { Busy::Repairing } else { Busy::Other }),
                 protected: r.protection.protect_from_scale_set_actions,
             })
             .collect();
@@ -164,13 +185,26 @@ fn repair(app: &App, set: &Arc<ScaleSet>, doc: &VirtualMachineScaleSet) -> ApiRe
         let plan = repairs(&observed, grace, now, upgrade_running);
         let mut started = vec![];
         for id in plan.repair {
-            let since = observed.iter().find(|o| o.id == id).and_then(|o| o.unhealthy_since).map(|s| now.since(s).as_secs()).unwrap_or(0);
+            let since = observed
+                .iter()
+                .find(|o| o.id == id)
+                .and_then(|o| o.unhealthy_since)
+                .map(|s| now.since(s).as_secs())
+                .unwrap_or(0);
             let reason = format!("repaired ({action:?}): Unhealthy for {since} s (grace {} s)", grace.as_secs());
             let submit = |tx: &galleon_store::Tx<'_>, action: Action, ids: &[u32], reason: String| {
                 fleet::write_ahead(
                     tx,
                     set,
-                    &Submission { action, ids, wait_healthy: false, reason, owner: Owner::Instances, operation: None, origin: Origin::Repair },
+                    &Submission {
+                        action,
+                        ids,
+                        wait_healthy: false,
+                        reason,
+                        owner: Owner::Instances,
+                        operation: None,
+                        origin: Origin::Repair,
+                    },
                 )
             };
             match action {

@@ -81,7 +81,13 @@ pub fn on_target(rec: &InstanceRecord, target: &Target) -> bool {
 }
 
 /// Every instance as the planner sees it.
-pub fn observe(app: &App, tx: &Tx<'_>, set: &ScaleSet, doc: &VirtualMachineScaleSet, target: &Target) -> ApiResult<Vec<Observed>> {
+pub fn observe(
+    app: &App,
+    tx: &Tx<'_>,
+    set: &ScaleSet,
+    doc: &VirtualMachineScaleSet,
+    target: &Target,
+) -> ApiResult<Vec<Observed>> {
     let source = crate::net::health_source(app, tx, set, doc)?;
     let seen = app.net.seen();
     Ok(set
@@ -108,7 +114,8 @@ fn round(app: &App, set: &Arc<ScaleSet>, id: &str) -> ApiResult<Option<Option<Ti
         let (_, doc) = ScaleSet::load(tx, &set.id)?;
         let instances = observe(app, tx, set, &doc, &record.target)?;
         let policy = policy_of(&doc, record.upgrade.kind);
-        let plan = rollout::plan(&Snapshot { now: clock::now(), policy, instances: &instances, upgrade: &record.upgrade });
+        let plan =
+            rollout::plan(&Snapshot { now: clock::now(), policy, instances: &instances, upgrade: &record.upgrade });
         Ok::<_, ApiError>((plan, record))
     })?;
     if record.upgrade.state.is_terminal() {
@@ -142,7 +149,14 @@ fn round(app: &App, set: &Arc<ScaleSet>, id: &str) -> ApiResult<Option<Option<Ti
 }
 
 /// Writes one planner action ahead (idempotent: what is in flight or done is not asked twice).
-fn apply(app: &App, tx: &Tx<'_>, set: &ScaleSet, record: &UpgradeRecord, act: &Act, started: &mut Vec<u32>) -> ApiResult<()> {
+fn apply(
+    app: &App,
+    tx: &Tx<'_>,
+    set: &ScaleSet,
+    record: &UpgradeRecord,
+    act: &Act,
+    started: &mut Vec<u32>,
+) -> ApiResult<()> {
     let records = set.records_in(tx)?;
     let free = |ids: &[u32]| -> Vec<u32> {
         ids.iter().copied().filter(|i| records.iter().any(|r| r.id == *i && r.pending.is_none())).collect()
@@ -180,8 +194,21 @@ fn apply(app: &App, tx: &Tx<'_>, set: &ScaleSet, record: &UpgradeRecord, act: &A
             for i in free(ids) {
                 let rec = records.iter().find(|r| r.id == i).ok_or_else(|| ApiError::internal("vanished"))?;
                 match rec.previous_image.clone() {
-                    Some(to) => submit(tx, Action::Rollback { to: to.clone() }, &[i], format!("rolled back to {}: not healthy after the upgrade", to.version_label()), started)?,
-                    None => decide::log(tx, set, Some(i), "rollback", "cannot roll back: no previous image is recorded", Some(&record.operation))?,
+                    Some(to) => submit(
+                        tx,
+                        Action::Rollback { to: to.clone() },
+                        &[i],
+                        format!("rolled back to {}: not healthy after the upgrade", to.version_label()),
+                        started,
+                    )?,
+                    None => decide::log(
+                        tx,
+                        set,
+                        Some(i),
+                        "rollback",
+                        "cannot roll back: no previous image is recorded",
+                        Some(&record.operation),
+                    )?,
                 }
             }
         }
@@ -197,7 +224,11 @@ fn apply(app: &App, tx: &Tx<'_>, set: &ScaleSet, record: &UpgradeRecord, act: &A
         }
         Act::Delete { ids } => {
             let ids = free(ids);
-            let why = if record.upgrade.state.is_rolling_forward() { "replaced by a healthy surge instance" } else { "surge instance of the failed batch" };
+            let why = if record.upgrade.state.is_rolling_forward() {
+                "replaced by a healthy surge instance"
+            } else {
+                "surge instance of the failed batch"
+            };
             submit(tx, Action::Delete, &ids, why.to_string(), started)?;
         }
         Act::Record { id, reason } => decide::log(tx, set, *id, "upgrade", reason, Some(&record.operation))?,
@@ -215,7 +246,12 @@ fn finish(tx: &Tx<'_>, set: &ScaleSet, record: &UpgradeRecord) -> ApiResult<()> 
             ops::finish(tx, &record.operation, None, false)?;
         }
         State::Cancelled => {
-            ops::finish(tx, &record.operation, Some(ErrorDetail::new("RollingUpgradeCancelled", "The rolling upgrade was cancelled.")), true)?;
+            ops::finish(
+                tx,
+                &record.operation,
+                Some(ErrorDetail::new("RollingUpgradeCancelled", "The rolling upgrade was cancelled.")),
+                true,
+            )?;
         }
         State::Faulted { .. } => {
             let message = u.error.clone().unwrap_or_else(|| "The rolling upgrade faulted.".into());
@@ -224,7 +260,8 @@ fn finish(tx: &Tx<'_>, set: &ScaleSet, record: &UpgradeRecord) -> ApiResult<()> 
                 && let Some(v) = &image.exact_version
             {
                 let key = format!("faulted/{}", set.uid);
-                let mut list: Vec<String> = tx.meta(&key)?.unwrap_or_default().split(',').filter(|s| !s.is_empty()).map(String::from).collect();
+                let mut list: Vec<String> =
+                    tx.meta(&key)?.unwrap_or_default().split(',').filter(|s| !s.is_empty()).map(String::from).collect();
                 if !list.contains(v) {
                     list.push(v.clone());
                 }

@@ -77,7 +77,11 @@ pub fn policy_of(doc: &VirtualMachineScaleSet, kind: Kind) -> RollingPolicy {
     let use_own = kind == Kind::Model
         || up.mode == Some(UpgradeMode::Rolling)
         || up.automatic_os_upgrade_policy.as_ref().and_then(|a| a.use_rolling_upgrade_policy).unwrap_or(false);
-    let given = if use_own { up.rolling_upgrade_policy.map(|r| settings(&r)).unwrap_or_default() } else { RollingSettings::default() };
+    let given = if use_own {
+        up.rolling_upgrade_policy.map(|r| settings(&r)).unwrap_or_default()
+    } else {
+        RollingSettings::default()
+    };
     let mut p = galleon_core::policy::rolling(&given).unwrap_or_default();
     // The grace period is the scale set's own even under default batch settings.
     if let Some(g) = doc
@@ -98,7 +102,9 @@ pub fn rollback_of(doc: &VirtualMachineScaleSet, kind: Kind) -> bool {
     let up = doc.properties.upgrade_policy.clone().unwrap_or_default();
     match kind {
         Kind::Os => !up.automatic_os_upgrade_policy.and_then(|a| a.disable_automatic_rollback).unwrap_or(false),
-        Kind::Model => up.rolling_upgrade_policy.and_then(|r| r.rollback_failed_instances_on_policy_breach).unwrap_or(false),
+        Kind::Model => {
+            up.rolling_upgrade_policy.and_then(|r| r.rollback_failed_instances_on_policy_breach).unwrap_or(false)
+        }
     }
 }
 
@@ -114,7 +120,15 @@ pub fn active(tx: &Tx<'_>, set: &ScaleSet) -> ApiResult<Option<(String, UpgradeR
 
 /// Starts a rolling upgrade (in the caller's transaction): refuses a second one, and one without a health
 /// source. Returns its id (its operation's); the caller spawns the driver after the commit.
-pub fn start_in(app: &App, tx: &Tx<'_>, set: &ScaleSet, doc: &VirtualMachineScaleSet, kind: Kind, target: Target, by: StartedBy) -> ApiResult<String> {
+pub fn start_in(
+    app: &App,
+    tx: &Tx<'_>,
+    set: &ScaleSet,
+    doc: &VirtualMachineScaleSet,
+    kind: Kind,
+    target: Target,
+    by: StartedBy,
+) -> ApiResult<String> {
     if let Some((id, _)) = active(tx, set)? {
         return Err(ApiError::conflict(
             "RollingUpgradeInProgress",
@@ -157,8 +171,12 @@ pub fn start_in(app: &App, tx: &Tx<'_>, set: &ScaleSet, doc: &VirtualMachineScal
 pub fn start_os(app: &App, set: &Arc<ScaleSet>, by: StartedBy) -> ApiResult<String> {
     let op = app.store.write(|tx| {
         let (_, doc) = ScaleSet::load(tx, &set.id)?;
-        let model = crate::fleet::model::load(app.home.root(), &set.uid, tx.counter(&set.generation_counter())? as u64)?;
-        let reference = model.image_reference().ok_or_else(|| ApiError::invalid("The scale set's model names no image."))?.to_string();
+        let model =
+            crate::fleet::model::load(app.home.root(), &set.uid, tx.counter(&set.generation_counter())? as u64)?;
+        let reference = model
+            .image_reference()
+            .ok_or_else(|| ApiError::invalid("The scale set's model names no image."))?
+            .to_string();
         let image = crate::fleet::model::resolve_image(tx, &reference, &set.avoid_in(tx)?)?;
         start_in(app, tx, set, &doc, Kind::Os, Target::Image { image }, by)
     })?;
@@ -170,12 +188,21 @@ pub fn start_os(app: &App, set: &Arc<ScaleSet>, by: StartedBy) -> ApiResult<Stri
 pub fn cancel(app: &App, set: &ScaleSet) -> ApiResult<String> {
     let id = app.store.write(|tx| {
         let Some((id, mut record)) = active(tx, set)? else {
-            return Err(ApiError::conflict("NoRollingUpgrade", format!("No rolling upgrade of '{}' is in progress.", set.name)));
+            return Err(ApiError::conflict(
+                "NoRollingUpgrade",
+                format!("No rolling upgrade of '{}' is in progress.", set.name),
+            ));
         };
         record.upgrade = rollout::cancel(&record.upgrade);
         record.last_action = "Cancel".into();
         record.last_action_ms = clock::now_ms();
-        tx.put_upgrade(&id, &set.key, &serde_json::to_value(&record).map_err(ApiError::internal)?, true, record.upgrade.started_at.as_millis() as i64)?;
+        tx.put_upgrade(
+            &id,
+            &set.key,
+            &serde_json::to_value(&record).map_err(ApiError::internal)?,
+            true,
+            record.upgrade.started_at.as_millis() as i64,
+        )?;
         crate::fleet::decide::log(tx, set, None, "upgrade", "cancel requested", Some(&id))?;
         Ok::<_, ApiError>(id)
     })?;
@@ -241,11 +268,19 @@ enum Change {
 
 /// Whether a model change may be made now: not while a rolling upgrade runs, and in Rolling mode only
 /// with a health source (the change would start an upgrade that needs one).
-pub fn check_model_change(tx: &Tx<'_>, set: &ScaleSet, doc: &VirtualMachineScaleSet, model: &crate::fleet::model::Model) -> ApiResult<()> {
+pub fn check_model_change(
+    tx: &Tx<'_>,
+    set: &ScaleSet,
+    doc: &VirtualMachineScaleSet,
+    model: &crate::fleet::model::Model,
+) -> ApiResult<()> {
     if let Some((id, _)) = active(tx, set)? {
         return Err(ApiError::conflict(
             "RollingUpgradeInProgress",
-            format!("A rolling upgrade of '{}' is in progress (operation {id}); cancel it or wait before changing the model.", set.name),
+            format!(
+                "A rolling upgrade of '{}' is in progress (operation {id}); cancel it or wait before changing the model.",
+                set.name
+            ),
         ));
     }
     let mode = doc.properties.upgrade_policy.as_ref().and_then(|u| u.mode).unwrap_or_default();

@@ -27,7 +27,9 @@ fn rfc(ms: u64) -> String {
 
 fn error_of(u: &rollout::Upgrade) -> Value {
     match &u.error {
-        Some(e) => json!({"code": "RollingUpgradeFaulted", "message": e, "target": null, "details": [], "innererror": null}),
+        Some(e) => {
+            json!({"code": "RollingUpgradeFaulted", "message": e, "target": null, "details": [], "innererror": null})
+        }
         None => Value::Null,
     }
 }
@@ -36,7 +38,9 @@ fn target_reference(t: &Target, app: &App, set: &ScaleSet) -> Value {
     match t {
         Target::Image { image } => json!({"id": image.reference, "exactVersion": image.exact_version}),
         Target::Model { generation } => {
-            let reference = crate::fleet::model::load(app.home.root(), &set.uid, *generation).ok().and_then(|m| m.image_reference().map(String::from));
+            let reference = crate::fleet::model::load(app.home.root(), &set.uid, *generation)
+                .ok()
+                .and_then(|m| m.image_reference().map(String::from));
             json!({"id": reference, "exactVersion": null, "modelGeneration": generation})
         }
     }
