@@ -32,7 +32,10 @@ impl Watch {
             let mut misses = vec![0u32; ips.len()];
             while !s.load(Ordering::Relaxed) {
                 let up: Vec<bool> = std::thread::scope(|sc| {
-                    let hs: Vec<_> = ips.iter().map(|ip| sc.spawn(move || body(&format!("http://{ip}:8080/health")).is_some())).collect();
+                    let hs: Vec<_> = ips
+                        .iter()
+                        .map(|ip| sc.spawn(move || body(&format!("http://{ip}:8080/health")).is_some()))
+                        .collect();
                     hs.into_iter().map(|h| h.join().unwrap_or(false)).collect()
                 });
                 for (miss, up) in misses.iter_mut().zip(up) {
@@ -54,7 +57,16 @@ impl Watch {
 }
 
 fn versions(home: &Home) -> String {
-    let v = home.ok(&["vmss", "list-instances", "-n", "web", "--query", "[].storageProfile.imageReference.exactVersion", "-o", "tsv"]);
+    let v = home.ok(&[
+        "vmss",
+        "list-instances",
+        "-n",
+        "web",
+        "--query",
+        "[].storageProfile.imageReference.exactVersion",
+        "-o",
+        "tsv",
+    ]);
     let mut counts = std::collections::BTreeMap::<String, usize>::new();
     for l in v.lines() {
         *counts.entry(l.to_string()).or_default() += 1;
@@ -63,7 +75,10 @@ fn versions(home: &Home) -> String {
 }
 
 fn latest(home: &Home, query: &str) -> String {
-    home.galleon(&["vmss", "rolling-upgrade", "get-latest", "-n", "web", "--query", query, "-o", "tsv"]).stdout.trim().to_string()
+    home.galleon(&["vmss", "rolling-upgrade", "get-latest", "-n", "web", "--query", query, "-o", "tsv"])
+        .stdout
+        .trim()
+        .to_string()
 }
 
 /// 10 (or `n`) instances in Rolling mode following `g/web` (latest), behind a load balancer whose probe
@@ -72,7 +87,14 @@ fn fleet(home: &Home, work: &std::path::Path, n: u32) -> (String, Vec<String>) {
     home.gallery();
     home.publish_sample(work, "1.0.0", false);
     let lb = home.lb_setup(work, n, "g/web", &["--upgrade-policy-mode", "Rolling"]);
-    home.ok(&["vmss", "update", "-n", "web", "--set", "upgradePolicy.automaticOSUpgradePolicy.enableAutomaticOSUpgrade=true"]);
+    home.ok(&[
+        "vmss",
+        "update",
+        "-n",
+        "web",
+        "--set",
+        "upgradePolicy.automaticOSUpgradePolicy.enableAutomaticOSUpgrade=true",
+    ]);
     let ips = (0..n).map(|i| home.ip("web", i)).collect();
     (lb, ips)
 }
@@ -89,7 +111,9 @@ fn publishing_a_version_upgrades_the_fleet_by_itself_and_a_bad_one_is_rolled_bac
 
     // Seed 000: a new version is published; the fleet upgrades itself, 20% at a time.
     home.publish_sample(work.path(), "1.1.0", false);
-    wait_until(Duration::from_secs(120), "the automatic OS upgrade completes", || latest(&home, "runningStatus.code") == "Completed" && versions(&home) == "10x1.1.0");
+    wait_until(Duration::from_secs(120), "the automatic OS upgrade completes", || {
+        latest(&home, "runningStatus.code") == "Completed" && versions(&home) == "10x1.1.0"
+    });
     let down = watch.stop();
     assert!(down <= 2, "{down} of 10 instances were out of service at once; a batch is 2");
     for (i, ip) in ips.iter().enumerate() {
@@ -123,7 +147,18 @@ fn publishing_a_version_upgrades_the_fleet_by_itself_and_a_bad_one_is_rolled_bac
     // The faulted version is not tried again by this scale set.
     home.ok(&["vmss", "scale", "-n", "web", "--new-capacity", "11"]);
     assert_eq!(versions(&home), "11x1.1.0", "a scale-out does not pick the version that faulted here");
-    let decisions = home.ok(&["vmss", "get-instance-view", "-n", "web", "--instance-id", "0", "--query", "galleon.decisions[].reason", "-o", "tsv"]);
+    let decisions = home.ok(&[
+        "vmss",
+        "get-instance-view",
+        "-n",
+        "web",
+        "--instance-id",
+        "0",
+        "--query",
+        "galleon.decisions[].reason",
+        "-o",
+        "tsv",
+    ]);
     assert!(decisions.contains("upgraded in batch 1") && decisions.contains("rolled back to 1.1.0"), "{decisions}");
 
     let stats = load.stop();
@@ -138,20 +173,58 @@ fn rolling_policy_cancel_and_refusals() {
     home.publish_sample(work.path(), "1.0.0", false);
     home.publish_sample(work.path(), "1.1.0", false);
     // Rolling mode with no health source: a model change that would start an upgrade is refused.
-    home.ok(&["vmss", "create", "-n", "web", "--image", "g/web/1.0.0", "--instance-count", "4", "--upgrade-policy-mode", "Rolling", "--pause-time-between-batches", "PT2S"]);
+    home.ok(&[
+        "vmss",
+        "create",
+        "-n",
+        "web",
+        "--image",
+        "g/web/1.0.0",
+        "--instance-count",
+        "4",
+        "--upgrade-policy-mode",
+        "Rolling",
+        "--pause-time-between-batches",
+        "PT2S",
+    ]);
     let v11 = home.version_id("1.1.0");
-    let refused = home.fails(&["vmss", "update", "-n", "web", "--set", &format!("virtualMachineProfile.storageProfile.imageReference.id={v11}")]);
+    let refused = home.fails(&[
+        "vmss",
+        "update",
+        "-n",
+        "web",
+        "--set",
+        &format!("virtualMachineProfile.storageProfile.imageReference.id={v11}"),
+    ]);
     assert!(refused.stderr.contains("health source"), "{}", refused.stderr);
     assert_eq!(home.fails(&["vmss", "rolling-upgrade", "start", "-n", "web"]).code, 1);
     // Impossible policies are refused when set.
-    let bad = home.fails(&["vmss", "update", "-n", "web", "--max-batch-instance-percent", "50", "--max-unhealthy-instance-percent", "20"]);
+    let bad = home.fails(&[
+        "vmss",
+        "update",
+        "-n",
+        "web",
+        "--max-batch-instance-percent",
+        "50",
+        "--max-unhealthy-instance-percent",
+        "20",
+    ]);
     assert!(bad.stderr.contains("could never start"), "{}", bad.stderr);
     // The Application Health extension is a health source; then a model change starts a rolling upgrade.
     home.ok(&["vmss", "extension", "set", "--vmss-name", "web", "--name", "ApplicationHealthLinux", "--publisher", "Microsoft.ManagedServices", "--version", "2.0", "--settings", r#"{"protocol": "http", "port": 8080, "requestPath": "/apphealth", "intervalInSeconds": 1, "numberOfProbes": 2, "gracePeriod": 20}"#]);
     // Adding the extension is a model change too: in Rolling mode it rolls out first.
-    wait_until(Duration::from_secs(60), "the extension rolls out", || latest(&home, "runningStatus.code") == "Completed");
+    wait_until(Duration::from_secs(60), "the extension rolls out", || {
+        latest(&home, "runningStatus.code") == "Completed"
+    });
     assert_eq!(home.latest_model_applied("web"), "true true true true");
-    home.ok(&["vmss", "update", "-n", "web", "--set", &format!("virtualMachineProfile.storageProfile.imageReference.id={v11}")]);
+    home.ok(&[
+        "vmss",
+        "update",
+        "-n",
+        "web",
+        "--set",
+        &format!("virtualMachineProfile.storageProfile.imageReference.id={v11}"),
+    ]);
     wait_until(Duration::from_secs(30), "the first batch starts", || {
         latest(&home, "[runningStatus.code, galleon.batch]") == "RollingForward\n1"
     });
@@ -205,7 +278,19 @@ fn kill_9_as_batch_2_starts() {
 #[test]
 fn kill_9_while_batch_2_restarts() {
     kill_during_batch_2("its instance is being replaced", |h| {
-        batch2(h) && h.ok(&["vmss", "list-instances", "-n", "web", "--query", "[?powerState!='VM running'] | length(@)", "-o", "tsv"]).trim() != "0"
+        batch2(h)
+            && h.ok(&[
+                "vmss",
+                "list-instances",
+                "-n",
+                "web",
+                "--query",
+                "[?powerState!='VM running'] | length(@)",
+                "-o",
+                "tsv",
+            ])
+            .trim()
+                != "0"
     });
 }
 
@@ -213,6 +298,17 @@ fn kill_9_while_batch_2_restarts() {
 fn kill_9_while_batch_2_is_judged() {
     kill_during_batch_2("its instance runs the new version, not yet healthy", |h| {
         batch2(h)
-            && h.ok(&["vmss", "list-instances", "-n", "web", "--query", "[?storageProfile.imageReference.exactVersion=='1.1.0' && healthState!='Healthy'] | length(@)", "-o", "tsv"]).trim() != "0"
+            && h.ok(&[
+                "vmss",
+                "list-instances",
+                "-n",
+                "web",
+                "--query",
+                "[?storageProfile.imageReference.exactVersion=='1.1.0' && healthState!='Healthy'] | length(@)",
+                "-o",
+                "tsv",
+            ])
+            .trim()
+                != "0"
     });
 }
