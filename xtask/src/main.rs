@@ -8,7 +8,9 @@ use std::process::Command;
 use anyhow::{Context, bail};
 
 mod bench;
+mod bench_lb;
 mod bench_upgrade;
+mod codegen;
 mod layering;
 
 fn main() -> anyhow::Result<()> {
@@ -19,8 +21,9 @@ fn main() -> anyhow::Result<()> {
         Some("layering") => layering::check(),
         Some("test") => test(&rest()),
         Some("bench") => bench::main(&rest()),
+        Some("codegen") => codegen::main(&rest()),
         _ => {
-            eprintln!("usage: cargo xtask <ci | layering | test [ARGS…] | bench NAME>");
+            eprintln!("usage: cargo xtask <ci | layering | codegen [--check] | test [ARGS…] | bench NAME>");
             bail!("unknown task")
         }
     }
@@ -49,6 +52,7 @@ fn ci() -> anyhow::Result<()> {
     run("cargo", &["fmt", "--all", "--", "--check"])?;
     run("cargo", &["clippy", "--workspace", "--all-targets", "--locked", "--", "-D", "warnings"])?;
     layering::check()?;
+    codegen::main(&["--check"])?;
     test(&[])?;
     eprintln!("xtask: ci passed in {:.0?}", started.elapsed());
     Ok(())

@@ -283,10 +283,10 @@ pub enum DefinitionCmd {
         #[arg(short = 's', long)]
         sku: String,
         /// The operating system type of the images.
-        #[arg(long, value_parser = ["Linux", "Windows", "linux", "windows"], default_value = "Linux")]
+        #[arg(long, value_parser = ["Linux", "Windows"], ignore_case = true, default_value = "Linux")]
         os_type: String,
         /// Generalized or Specialized.
-        #[arg(long, value_parser = ["Generalized", "Specialized", "generalized", "specialized"])]
+        #[arg(long, value_parser = ["Generalized", "Specialized"], ignore_case = true)]
         os_state: Option<String>,
         /// V1 or V2.
         #[arg(long)]
@@ -403,7 +403,7 @@ pub enum ImageCmd {
         /// The command an instance runs, relative to the image root (default: `start`).
         #[arg(long)]
         entrypoint: Option<String>,
-        #[arg(long, value_parser = ["Linux", "Windows", "linux", "windows"])]
+        #[arg(long, value_parser = ["Linux", "Windows"], ignore_case = true)]
         os_type: Option<String>,
         #[command(flatten)]
         common: CreateCommon,
@@ -509,11 +509,11 @@ pub enum VmssCmd {
         /// The image: a gallery version or definition (G/D/1.0.0, G/D = latest), a managed image name, or an id.
         #[arg(long)]
         image: String,
-        /// How many instances (default 2).
+        /// How many instances.
         #[arg(long, default_value_t = 2)]
         instance_count: u32,
-        /// Manual, Automatic or Rolling (default Manual).
-        #[arg(long, value_parser = ["Manual", "Automatic", "Rolling", "manual", "automatic", "rolling"])]
+        /// What a model change does to running instances (default Manual).
+        #[arg(long, value_parser = ["Manual", "Automatic", "Rolling"], ignore_case = true)]
         upgrade_policy_mode: Option<String>,
         /// Sizes of data disks in GB, one per disk (lun 0, 1, …).
         #[arg(long, num_args = 1.., value_name = "GB")]
@@ -917,7 +917,7 @@ pub enum ProbeCmd {
         #[arg(short = 'n', long)]
         name: String,
         /// Http or Tcp.
-        #[arg(long, value_parser = ["Http", "Tcp", "http", "tcp"])]
+        #[arg(long, value_parser = ["Http", "Tcp"], ignore_case = true)]
         protocol: String,
         #[arg(long)]
         port: u16,
@@ -940,7 +940,7 @@ pub enum ProbeCmd {
         lb: LbName,
         #[arg(short = 'n', long)]
         name: String,
-        #[arg(long, value_parser = ["Http", "Tcp", "http", "tcp"])]
+        #[arg(long, value_parser = ["Http", "Tcp"], ignore_case = true)]
         protocol: Option<String>,
         #[arg(long)]
         port: Option<u16>,
@@ -977,7 +977,7 @@ pub enum ProbeCmd {
 #[derive(Args, Debug, Clone, Default)]
 pub struct RuleSpec {
     /// Tcp (L4: connections) or Http (L7: requests, keep-alive to backends).
-    #[arg(long, value_parser = ["Tcp", "Http", "tcp", "http"])]
+    #[arg(long, value_parser = ["Tcp", "Http"], ignore_case = true)]
     pub protocol: Option<String>,
     #[arg(long)]
     pub frontend_port: Option<u16>,
