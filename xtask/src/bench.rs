@@ -10,6 +10,7 @@ use crate::{root, run};
 pub fn main(args: &[&str]) -> anyhow::Result<()> {
     match args.first().copied() {
         Some("instances") => instances(),
+        Some("lb") => crate::bench_lb::main(),
         Some("upgrade") => crate::bench_upgrade::upgrade(),
         Some("planner") => crate::bench_upgrade::planner(),
         _ => bail!("usage: cargo xtask bench instances|upgrade|planner|lb"),

@@ -41,7 +41,8 @@ fn init_logs() {
 /// The data plane of a home: listeners, probes, health, drains, metrics (started by `serve`).
 fn dataplane(home: std::path::PathBuf) -> i32 {
     init_logs();
-    let rt = match tokio::runtime::Runtime::new() {
+    // Control and probes only: client connections are served on the data plane's own per-core workers.
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("ERROR: cannot start the runtime: {e}");

@@ -43,9 +43,17 @@ fn main() -> Result<(), Error> {
     let (haproxy_http, haproxy_tcp) = (free_addr()?, free_addr()?);
     children.0.push(haproxy(&dir.join("haproxy"), haproxy_http, haproxy_tcp, &backends)?);
 
-    // LBPERF_THREADS: the data plane's worker threads (default 2, one per core here).
+    // LBPERF_WORKERS: the data plane's worker threads, one current-thread runtime each (default one per
+    // core, as `galleon dataplane` runs); 0 serves on a multi-thread runtime of LBPERF_THREADS threads.
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let workers = std::env::var("LBPERF_WORKERS").ok().and_then(|v| v.parse().ok()).unwrap_or(cores);
     let threads = std::env::var("LBPERF_THREADS").ok().and_then(|v| v.parse().ok()).unwrap_or(2);
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(threads).enable_all().build()?;
+    let runtime = if workers > 0 {
+        // One thread for control and the signal handler below (which must run while main waits on wrk).
+        tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?
+    } else {
+        tokio::runtime::Builder::new_multi_thread().worker_threads(threads).enable_all().build()?
+    };
     // Interrupted: end the children too (Drop does not run on a signal).
     let pids: Vec<u32> = children.0.iter().map(|c| c.id()).collect();
     let tmp = dir.clone();
@@ -62,7 +70,7 @@ fn main() -> Result<(), Error> {
         #[allow(unreachable_code)]
         Some(())
     });
-    let dp = runtime.block_on(async { Dataplane::new(DataplaneOptions::default()) });
+    let dp = runtime.block_on(async { Dataplane::new(DataplaneOptions { workers, ..DataplaneOptions::default() }) });
     let frontend = |name: &str, protocol| Frontend {
         name: name.into(),
         address: [127, 0, 0, 1].into(),

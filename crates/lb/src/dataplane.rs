@@ -28,6 +28,7 @@ use crate::wire::{
     ApplyReport, BackendStatus, DrainRemaining, DrainReport, EventsReport, FrontendBind, FrontendStatus, HealthReport,
     MetricsSnapshot, StatusReport,
 };
+use crate::workers::{WorkerSet, Workers};
 
 /// The drain timeout when no frontend names the keys.
 const DEFAULT_DRAIN: Duration = Duration::from_secs(30);
@@ -56,6 +57,9 @@ pub enum PersistError {
 pub struct DataplaneOptions {
     /// Where every accepted config is saved (atomically), for the next start.
     pub persist_path: Option<PathBuf>,
+    /// Worker threads serving client connections, each with a current-thread runtime (`workers.rs`);
+    /// one per core is nginx's model. 0: connections are served on the caller's runtime (tests).
+    pub workers: usize,
 }
 
 /// Listeners, probers, health, drains and metrics of one home. Cheap to clone (shared).
@@ -79,6 +83,14 @@ struct Shared {
     /// Every client connection, so shutdown can wait for them.
     connections: TaskTracker,
     persist_path: Option<PathBuf>,
+    /// None: connections are served on the runtime that applies configs.
+    workers: Option<Workers>,
+}
+
+impl Shared {
+    fn worker_set(&self) -> Option<&Arc<WorkerSet>> {
+        self.workers.as_ref().map(Workers::set)
+    }
 }
 
 #[derive(Default)]
@@ -92,8 +104,20 @@ struct State {
 }
 
 impl Dataplane {
-    /// A data plane serving nothing yet. Needs a tokio runtime (multi-thread for real traffic).
+    /// A data plane serving nothing yet. Needs a tokio runtime: for control and probes only when it has
+    /// workers, else for the traffic too (multi-thread then).
     pub fn new(options: DataplaneOptions) -> Dataplane {
+        let workers = match options.workers {
+            0 => None,
+            n => match Workers::start(n) {
+                Ok(w) => Some(w),
+                Err(e) => {
+                    // Threads are a resource like any other: serve anyway, on the caller's runtime.
+                    tracing::error!(error = %e, workers = n, "cannot start data path workers; serving on the main runtime");
+                    None
+                }
+            },
+        };
         let clock = Clock::new();
         let boot_id = format!("{}-{}", std::process::id(), clock.unix_ms(clock.now()));
         let health = HealthHub::new(clock, boot_id.clone());
@@ -104,6 +128,7 @@ impl Dataplane {
             apply_lock: tokio::sync::Mutex::new(()),
             connections: TaskTracker::new(),
             persist_path: options.persist_path,
+            workers,
         });
         let weak = Arc::downgrade(&shared);
         health.set_on_change(Box::new(move || {
@@ -143,7 +168,7 @@ impl Dataplane {
             }
             let wanted: HashSet<ListenerKey> = config.frontends.iter().map(ListenerKey::of).collect();
             let gone: Vec<ListenerKey> = st.listeners.keys().filter(|k| !wanted.contains(k)).cloned().collect();
-            gone.iter().filter_map(|k| st.listeners.remove(k)).filter_map(|l| l.stop()).collect()
+            gone.iter().filter_map(|k| st.listeners.remove(k)).flat_map(|l| l.stop()).collect()
         };
         // A removed listener's socket must be closed before a new one binds its port (protocol change).
         for task in stopping {
@@ -176,6 +201,7 @@ impl Dataplane {
         let mut binds = Vec::with_capacity(config.frontends.len());
         let mut pools_in_service = HashSet::new();
         let mut pools_used = HashSet::new();
+        let per_worker = self.shared.worker_set().map_or(1, |w| w.handles().len());
         st.bind_errors.clear();
         for f in &config.frontends {
             let slots: Vec<Arc<Slot>> = f
@@ -191,7 +217,7 @@ impl Dataplane {
                             pools_in_service.insert(k.clone());
                         }
                         pools_used.insert(k.clone());
-                        st.pools.entry(k).or_insert_with(|| Arc::new(Pool::new(addr))).clone()
+                        st.pools.entry(k).or_insert_with(|| Arc::new(Pool::new(addr, per_worker))).clone()
                     });
                     Arc::new(Slot::new(b.clone(), cell, metrics, pool))
                 })
@@ -203,7 +229,7 @@ impl Dataplane {
                     l.route.store(Arc::new(route));
                     Ok(l.local_addr)
                 }
-                None => match Listener::start(route, &self.shared.connections) {
+                None => match Listener::start(route, &self.shared.connections, self.shared.worker_set()) {
                     Ok(l) => {
                         let addr = l.local_addr;
                         tracing::info!(frontend = %f.name, %addr, protocol = ?f.protocol, "listening");
@@ -432,7 +458,7 @@ impl Dataplane {
         let stopping: Vec<JoinHandle<()>> = {
             let mut st = self.lock();
             st.shutting_down = true;
-            st.listeners.drain().filter_map(|(_, l)| l.stop()).collect()
+            st.listeners.drain().flat_map(|(_, l)| l.stop()).collect()
         };
         self.shared.health.stop();
         for task in stopping {

@@ -1,141 +1,81 @@
-//! L7 proxying: an HTTP/1.1 server per client connection, each request forwarded to a backend picked for
-//! it over a pooled keep-alive connection, bodies streamed both ways.
+//! L7 proxying: HTTP/1.1 per client connection, each request forwarded to a backend picked for it over
+//! a pooled keep-alive connection, bodies streamed both ways. Heads are parsed and rewritten by `h1.rs`;
+//! this module moves the bytes, retries, and keeps the accounting.
 //!
 //! Retry rules (so a backend that died between two probes fails no client request):
-//! - the request was not sent (connect refused or timed out, or the connection closed before it was
-//!   written, which hyper reports by handing the request back): try the next eligible backend — or, when
-//!   a reused pooled connection turned out closed, a fresh connection to the same one;
-//! - it was sent and the connection failed before any response byte: only for idempotent methods
-//!   without a body, rebuilt from a copy of its head, on the next eligible backend;
+//! - the request was not sent (connect refused or timed out, or the first write of its head failed):
+//!   try the next eligible backend — or, when a reused pooled connection turned out closed, a fresh
+//!   connection to the same one;
+//! - it was sent and the connection failed before a response head: only for idempotent methods without
+//!   a body (its head is still in hand), on the next eligible backend;
 //! - anything else (a failure after the response started) is the client's to see: 502, or a cut body.
 //!
 //! A request is in flight on its backend from the pick until the last byte of its response has been
-//! handed to the client connection; that is what a drain waits for. No lock or allocation is taken per
-//! request beyond hyper's own, the pool's push/pop and, for retryable requests, the copied head.
+//! handed to the client connection; that is what a drain waits for.
+//!
+//! Why not hyper: a proxy does not need a request or header map per message. Parsing the head in the
+//! read buffer and writing the rewritten one straight into a reused write buffer, on the client
+//! connection's own task, with the backend socket held by that task, halves the user-space time per
+//! request (profiled against nginx `proxy_pass`; see docs/benchmarks.md). No lock or allocation is taken
+//! per request beyond the pool's push/pop.
 
-use std::convert::Infallible;
-use std::future::Future;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::Ordering::Relaxed;
-use std::task::{Context, Poll};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
-use bytes::Bytes;
-use hyper::body::{Body, Frame, Incoming, SizeHint};
-use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
-use hyper::http::request::Parts;
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper::{Method, Request, Response, StatusCode, Uri, Version};
-use hyper_util::rt::TokioIo;
+use bytes::{Buf as _, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 use tokio::net::TcpStream;
+use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::idle::{Tracked, idle_for};
+use crate::h1::{self, Answering, Body, Framing, RequestError};
+use crate::idle::idle_for;
 use crate::listener::Listener;
 use crate::metrics::InFlight;
 use crate::pick::{Client, MAX_ATTEMPTS, Slot};
-use crate::pool::{Conn, Driver, Pool, Sender, poll_alive};
+use crate::pool::Pool;
 
-/// The body type of both directions: a streamed body, nothing, a small answer of our own, or a backend's
-/// response carrying what must happen when it ends (connection back to the pool, request done).
-// The backend variant carries its connection inline: boxing it would cost an allocation per request,
-// and the body is built once and moved a handful of times.
-#[allow(clippy::large_enum_variant)]
-#[derive(Debug)]
-pub(crate) enum ProxyBody {
-    Incoming(Incoming),
-    Empty,
-    Full(Option<Bytes>),
-    Backend(BackendBody),
+/// Read buffers grow by this much at a time (allocated on first use: an idle keep-alive client holds
+/// only what it has used, about one chunk per direction).
+const READ_CHUNK: usize = 8 * 1024;
+/// A response body is written to the client once this much of it is gathered (or it ends).
+const FLUSH_AT: usize = 64 * 1024;
+
+/// One client connection: its socket and the buffers every request on it reuses.
+struct ClientConn {
+    stream: TcpStream,
+    who: Client,
+    /// The client's address as text, for X-Forwarded-For.
+    forwarded_for: Vec<u8>,
+    /// The address the client connected to, as text, for a request without `Host`.
+    local: Vec<u8>,
+    /// Read from the client, not handled yet: a head, a body, the next pipelined request.
+    cbuf: BytesMut,
+    /// Read from the current request's backend.
+    bbuf: BytesMut,
+    /// The head the backend gets; kept until an answer came, to send it again.
+    head: Vec<u8>,
+    /// What goes to the client next.
+    out: Vec<u8>,
 }
 
-/// A backend's response body on its way to the client.
-#[derive(Debug)]
-pub(crate) struct BackendBody {
-    body: Incoming,
-    ended: bool,
-    bytes: u64,
-    sender: Option<Sender>,
-    /// Drives the backend connection from this (the client connection's) task; none once it ended.
-    driver: Option<Driver>,
-    pool: Arc<Pool>,
-    start: Instant,
-    in_flight: InFlight,
+/// What happens to the client connection after a request.
+enum Next {
+    KeepAlive,
+    Close,
 }
 
-impl Body for ProxyBody {
-    type Data = Bytes;
-    type Error = hyper::Error;
-
-    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        match self.get_mut() {
-            ProxyBody::Incoming(b) => Pin::new(b).poll_frame(cx),
-            ProxyBody::Empty => Poll::Ready(None),
-            ProxyBody::Full(b) => Poll::Ready(b.take().map(|d| Ok(Frame::data(d)))),
-            ProxyBody::Backend(b) => {
-                // The bytes of this body move only while its connection is driven.
-                if let Some(d) = b.driver.as_mut()
-                    && !poll_alive(d, cx)
-                {
-                    b.driver = None;
-                }
-                let r = Pin::new(&mut b.body).poll_frame(cx);
-                match &r {
-                    Poll::Ready(Some(Ok(frame))) => {
-                        if let Some(d) = frame.data_ref() {
-                            b.bytes += d.len() as u64;
-                        }
-                    }
-                    Poll::Ready(None) => b.ended = true,
-                    _ => {}
-                }
-                r
-            }
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        match self {
-            ProxyBody::Incoming(b) => b.is_end_stream(),
-            ProxyBody::Empty => true,
-            ProxyBody::Full(b) => b.is_none(),
-            ProxyBody::Backend(b) => b.ended || b.body.is_end_stream(),
-        }
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        match self {
-            ProxyBody::Incoming(b) => b.size_hint(),
-            ProxyBody::Empty => SizeHint::with_exact(0),
-            ProxyBody::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
-            ProxyBody::Backend(b) => b.body.size_hint(),
-        }
-    }
-}
-
-impl Drop for BackendBody {
-    fn drop(&mut self) {
-        let m = self.in_flight.metrics();
-        m.observe_latency(self.start.elapsed());
-        m.bytes(0, self.bytes);
-        // Only a connection whose response was read to the end can carry the next request; one dropped
-        // half-way (the client left) still has bytes coming and is closed with its sender.
-        if (self.ended || self.body.is_end_stream())
-            && let (Some(sender), Some(driver)) = (self.sender.take(), self.driver.take())
-        {
-            self.pool.checkin(sender, driver);
-        }
-        // `in_flight` drops after this: the drain sees the request end only once its body is through.
-    }
-}
-
-/// What every request of one client connection shares.
-struct ConnCtx {
-    listener: Arc<Listener>,
-    client: Client,
-    forwarded_for: Option<HeaderValue>,
+/// Why an attempt on a backend gave no answer.
+enum Failure {
+    /// Nothing was written: the request is whole again.
+    NotSent,
+    /// A reused connection was found closed before anything was written.
+    Stale,
+    /// Written, then no answer head came.
+    Sent(&'static str),
+    /// The client went away while its body was being forwarded: nobody to answer.
+    ClientGone,
 }
 
 /// Serve one client connection until it closes, goes idle, or its listener stops.
@@ -146,91 +86,97 @@ pub(crate) async fn serve(listener: Arc<Listener>, stream: TcpStream, peer: Sock
         (secs > 0).then(|| std::time::Duration::from_secs(secs))
     };
     let mut stop = listener.stop.subscribe();
-    let ctx = Arc::new(ConnCtx {
-        listener,
-        client: Client { ip: peer.ip() },
-        forwarded_for: HeaderValue::from_str(&peer.ip().to_string()).ok(),
-    });
-    let (io, activity) = Tracked::new(stream);
-    let service = service_fn(move |req| handle(ctx.clone(), req));
-    let conn = http1::Builder::new().keep_alive(true).serve_connection(TokioIo::new(io), service);
-    tokio::pin!(conn);
-    let mut closing = false;
+    // Counts requests and reads; the watchdog closes the connection once it stands still long enough.
+    let activity = AtomicU64::new(0);
+    let touch = || activity.store(activity.load(Relaxed).wrapping_add(1), Relaxed);
+    let idle_out = idle_for(&activity, idle);
+    tokio::pin!(idle_out);
+    let local = stream.local_addr().map_or_else(|_| listener.local_addr.to_string(), |a| a.to_string());
+    let mut c = ClientConn {
+        stream,
+        who: Client { ip: peer.ip() },
+        forwarded_for: peer.ip().to_string().into_bytes(),
+        local: local.into_bytes(),
+        cbuf: BytesMut::new(),
+        bbuf: BytesMut::new(),
+        head: Vec::new(),
+        out: Vec::new(),
+    };
     loop {
-        tokio::select! {
-            r = conn.as_mut() => {
-                if let Err(e) = r {
-                    tracing::debug!(%peer, error = %e, "client connection ended");
+        let req = loop {
+            let from = h1::Peer { forwarded_for: &c.forwarded_for, host: &c.local };
+            match h1::parse_request(&c.cbuf, from, &mut c.head) {
+                Ok(Some(r)) => break r,
+                Ok(None) => {}
+                Err(e) => {
+                    let (status, text) = match e {
+                        RequestError::Bad => ("400 Bad Request", "bad request\n"),
+                        RequestError::TooLarge => ("431 Request Header Fields Too Large", "request head too large\n"),
+                    };
+                    h1::own_answer(&mut c.out, status, text, true, false);
+                    let _ = c.stream.write_all(&c.out).await;
+                    return;
                 }
-                return;
             }
-            // Finish the request in progress, then close (keep-alive clients reconnect elsewhere).
-            _ = stop.wait_for(|s| *s), if !closing => {
-                conn.as_mut().graceful_shutdown();
-                closing = true;
+            reserve(&mut c.cbuf);
+            let read = if c.cbuf.is_empty() {
+                // Between requests: a stopping listener or an idle timeout closes the connection.
+                tokio::select! {
+                    biased;
+                    r = c.stream.read_buf(&mut c.cbuf) => r,
+                    _ = stop.wait_for(|s| *s) => return,
+                    () = &mut idle_out => return,
+                }
+            } else {
+                tokio::select! {
+                    biased;
+                    r = c.stream.read_buf(&mut c.cbuf) => r,
+                    () = &mut idle_out => return,
+                }
+            };
+            match read {
+                Ok(n) if n > 0 => touch(),
+                Ok(_) => return,
+                Err(e) => {
+                    tracing::debug!(%peer, error = %e, "client connection ended");
+                    return;
+                }
             }
-            _ = idle_for(&activity, idle), if !closing => {
-                conn.as_mut().graceful_shutdown();
-                closing = true;
-            }
+        };
+        c.cbuf.advance(req.head_len);
+        match proxy(&mut c, &listener, &req, &stop).await {
+            Next::KeepAlive => touch(),
+            Next::Close => return,
         }
     }
 }
 
-/// A copy of a bodiless idempotent request's head, to send it again after a reset.
-struct Replay {
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-}
-
-impl Replay {
-    fn request(&self) -> Request<ProxyBody> {
-        let mut r = Request::new(ProxyBody::Empty);
-        *r.method_mut() = self.method.clone();
-        *r.uri_mut() = self.uri.clone();
-        *r.version_mut() = Version::HTTP_11;
-        *r.headers_mut() = self.headers.clone();
-        r
+fn reserve(buf: &mut BytesMut) {
+    if buf.capacity() - buf.len() < READ_CHUNK / 4 {
+        buf.reserve(READ_CHUNK);
     }
 }
 
-enum Failure {
-    /// Not written: the request is whole again.
-    NotSent(Request<ProxyBody>),
-    /// A reused connection was found closed; the request is whole again.
-    Stale(Request<ProxyBody>),
-    /// Written, then the connection failed before an answer.
-    Sent(hyper::Error),
-}
-
-async fn handle(ctx: Arc<ConnCtx>, req: Request<Incoming>) -> Result<Response<ProxyBody>, Infallible> {
+/// Forward one request and its answer; answer it ourselves (502, 503) when no backend can.
+async fn proxy(c: &mut ClientConn, listener: &Listener, req: &h1::Request, stop: &watch::Receiver<bool>) -> Next {
     let start = Instant::now();
-    let listener = &ctx.listener;
-    let (mut parts, body) = req.into_parts();
-    prepare_request(&mut parts, ctx.forwarded_for.as_ref());
-    let replay = (is_idempotent(&parts.method) && body.is_end_stream()).then(|| Replay {
-        method: parts.method.clone(),
-        uri: parts.uri.clone(),
-        headers: parts.headers.clone(),
-    });
-    let mut req = Request::from_parts(parts, ProxyBody::Incoming(body));
-
     let mut slot = {
         let route = listener.route.load();
-        match route.pick(&listener.rr, ctx.client) {
+        match route.pick(&listener.rr, c.who) {
             Some(s) => s.clone(),
             None => {
                 listener.unavailable.fetch_add(1, Relaxed);
-                return Ok(answer(StatusCode::SERVICE_UNAVAILABLE, "no healthy backend\n"));
+                return answer(c, req, stop, "503 Service Unavailable", "no healthy backend\n").await;
             }
         }
     };
+    let mut body = Body::new(req.body);
     let mut tried: Vec<Arc<Slot>> = Vec::new();
     let mut fresh = false;
+    let mut continued = false;
     for _attempt in 0..=MAX_ATTEMPTS {
         let in_flight = slot.metrics.start_request();
-        let Some(pool) = slot.pool.clone() else {
+        let Some(pool) = slot.pool.as_ref() else {
             // A slot of an Http frontend always has a pool; this is a bug, not a backend failure.
             tracing::error!(backend = %slot.backend.key, "http backend without a connection pool");
             break;
@@ -238,59 +184,34 @@ async fn handle(ctx: Arc<ConnCtx>, req: Request<Incoming>) -> Result<Response<Pr
         let failure = match pool.checkout(fresh).await {
             Err(e) => {
                 tracing::debug!(backend = %slot.backend.key, error = %e, "backend connect failed");
-                Failure::NotSent(req)
+                Failure::NotSent
             }
-            Ok(Conn { mut sender, driver, reused }) => {
-                let sent = sender.try_send_request(req);
-                tokio::pin!(sent);
-                let mut driver = Some(driver);
-                // Drive the connection here until the answer's head is in: no other task is involved.
-                let result = std::future::poll_fn(|cx| {
-                    if let Some(d) = driver.as_mut()
-                        && !poll_alive(d, cx)
-                    {
-                        driver = None;
-                    }
-                    sent.as_mut().poll(cx)
-                })
-                .await;
-                match result {
-                    Ok(response) => return Ok(respond(response, sender, driver, pool, start, in_flight)),
-                    Err(mut e) => match e.take_message() {
-                        Some(r) if reused => Failure::Stale(r),
-                        Some(r) => Failure::NotSent(r),
-                        None => Failure::Sent(e.into_error()),
-                    },
+            Ok(conn) => match exchange(c, conn.stream, conn.reused, req, &mut body, &mut continued, stop).await {
+                Ok((resp, backend, sent)) => {
+                    return respond(c, resp, backend, pool, start, in_flight, body.done(), sent).await;
                 }
-            }
+                Err(f) => f,
+            },
         };
-        if !matches!(failure, Failure::Stale(_)) {
+        if !matches!(failure, Failure::Stale | Failure::ClientGone) {
             slot.metrics.error();
         }
         drop(in_flight);
         fresh = false;
-        req = match failure {
-            Failure::Stale(r) => {
-                // The backend closed an idle keep-alive connection: a fresh one to it is the natural retry.
-                fresh = true;
-                r
-            }
-            Failure::NotSent(r) => {
+        match failure {
+            Failure::ClientGone => return Next::Close,
+            // The backend closed an idle keep-alive connection: a fresh one to it is the natural retry.
+            Failure::Stale => fresh = true,
+            Failure::NotSent => tried.push(slot.clone()),
+            Failure::Sent(why) if req.idempotent && req.body == Framing::None => {
+                tracing::debug!(backend = %slot.backend.key, why, "no answer after sending, retrying");
                 tried.push(slot.clone());
-                r
             }
-            Failure::Sent(e) => match &replay {
-                Some(replay) => {
-                    tracing::debug!(backend = %slot.backend.key, error = %e, "reset before an answer, retrying");
-                    tried.push(slot.clone());
-                    replay.request()
-                }
-                None => {
-                    tracing::debug!(backend = %slot.backend.key, error = %e, "backend failed after the request was sent");
-                    break;
-                }
-            },
-        };
+            Failure::Sent(why) => {
+                tracing::debug!(backend = %slot.backend.key, why, "backend failed after the request was sent");
+                break;
+            }
+        }
         if !fresh {
             let route = listener.route.load();
             match route.pick_untried(&listener.rr, &tried) {
@@ -300,121 +221,211 @@ async fn handle(ctx: Arc<ConnCtx>, req: Request<Incoming>) -> Result<Response<Pr
         }
     }
     listener.failed.fetch_add(1, Relaxed);
-    Ok(answer(StatusCode::BAD_GATEWAY, "bad gateway\n"))
+    answer(c, req, stop, "502 Bad Gateway", "bad gateway\n").await
 }
 
-fn respond(
-    response: Response<Incoming>,
-    sender: Sender,
-    driver: Option<Driver>,
-    pool: Arc<Pool>,
+/// Send the request on `backend` and read the answer's head (writing the client's head to `c.out`).
+/// A body is forwarded while the answer is awaited: a backend may answer before reading it all.
+/// Returns the answer, the connection, and the body bytes sent.
+async fn exchange(
+    c: &mut ClientConn,
+    mut backend: TcpStream,
+    reused: bool,
+    req: &h1::Request,
+    body: &mut Body,
+    continued: &mut bool,
+    stop: &watch::Receiver<bool>,
+) -> Result<(h1::Response, TcpStream, u64), Failure> {
+    c.bbuf.clear();
+    // Only a first write that fails leaves the backend without a byte of the request.
+    match backend.write(&c.head).await {
+        Ok(n) if n == c.head.len() => {}
+        Ok(n) if n > 0 => backend.write_all(&c.head[n..]).await.map_err(|_| Failure::Sent("writing the head"))?,
+        _ if reused => return Err(Failure::Stale),
+        _ => return Err(Failure::NotSent),
+    }
+    let to = Answering { is_head: req.is_head, http10: req.http10, keep_client: req.keep_alive && !*stop.borrow() };
+    if body.done() {
+        let resp = read_head(&mut backend, &mut c.bbuf, &mut c.out, to).await?;
+        return Ok((resp, backend, 0));
+    }
+    if req.expect_continue && !*continued && c.cbuf.is_empty() {
+        // The client waits for this before it sends its body.
+        *continued = true;
+        if c.stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await.is_err() {
+            return Err(Failure::ClientGone);
+        }
+    }
+    let (resp, sent) = {
+        let (mut from_backend, mut to_backend) = backend.split();
+        let (mut from_client, _) = c.stream.split();
+        let send = send_body(&mut from_client, &mut c.cbuf, &mut to_backend, body);
+        let recv = read_head(&mut from_backend, &mut c.bbuf, &mut c.out, to);
+        tokio::pin!(send, recv);
+        tokio::select! {
+            biased;
+            r = &mut recv => (r?, 0),
+            s = &mut send => match s {
+                Ok(sent) => (recv.await?, sent),
+                Err(BodyFail::Client) => return Err(Failure::ClientGone),
+                Err(BodyFail::Backend) => return Err(Failure::Sent("writing the body")),
+            },
+        }
+    };
+    if !body.done() {
+        // Answered before the body was read: the client connection cannot be read past it, so close.
+        let to = Answering { keep_client: false, ..to };
+        match h1::parse_response(&c.bbuf, to, &mut c.out) {
+            Ok(Some(r)) => return Ok((r, backend, sent)),
+            _ => return Err(Failure::Sent("answer head unreadable")),
+        }
+    }
+    Ok((resp, backend, sent))
+}
+
+/// Read up to a final answer head (1xx ones are skipped); the head for the client goes to `out`.
+async fn read_head<R: AsyncRead + Unpin>(
+    from: &mut R,
+    buf: &mut BytesMut,
+    out: &mut Vec<u8>,
+    to: Answering,
+) -> Result<h1::Response, Failure> {
+    loop {
+        if !buf.is_empty() {
+            match h1::parse_response(buf, to, out) {
+                Ok(Some(r)) if r.interim => {
+                    buf.advance(r.head_len);
+                    continue;
+                }
+                Ok(Some(r)) => return Ok(r),
+                Ok(None) => {}
+                Err(()) => return Err(Failure::Sent("not an HTTP/1.x answer")),
+            }
+        }
+        reserve(buf);
+        match from.read_buf(buf).await {
+            Ok(0) => return Err(Failure::Sent("closed before answering")),
+            Ok(_) => {}
+            Err(_) => return Err(Failure::Sent("reset before answering")),
+        }
+    }
+}
+
+enum BodyFail {
+    Client,
+    Backend,
+}
+
+/// Forward the request body (its first bytes may be in `buf`) to the backend, as it is framed.
+async fn send_body<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
+    from: &mut R,
+    buf: &mut BytesMut,
+    to: &mut W,
+    body: &mut Body,
+) -> Result<u64, BodyFail> {
+    let mut sent = 0;
+    loop {
+        if !buf.is_empty() {
+            // Broken chunked framing is the client's fault: nothing sensible can follow on its connection.
+            let n = body.take(buf, None).map_err(|_| BodyFail::Client)?;
+            if n > 0 {
+                to.write_all(&buf[..n]).await.map_err(|_| BodyFail::Backend)?;
+                buf.advance(n);
+                sent += n as u64;
+            }
+        }
+        if body.done() {
+            return Ok(sent);
+        }
+        reserve(buf);
+        match from.read_buf(buf).await {
+            Ok(n) if n > 0 => {}
+            _ => return Err(BodyFail::Client),
+        }
+    }
+}
+
+/// Forward the answer's body, give the backend connection back if it can carry another request, and
+/// hand the last bytes to the client. The request stays in flight until then.
+#[allow(clippy::too_many_arguments)]
+async fn respond(
+    c: &mut ClientConn,
+    resp: h1::Response,
+    mut backend: TcpStream,
+    pool: &Pool,
     start: Instant,
     in_flight: InFlight,
-) -> Response<ProxyBody> {
-    let (mut parts, body) = response.into_parts();
-    if parts.status.is_server_error() {
-        in_flight.metrics().error();
+    request_sent_whole: bool,
+    request_bytes: u64,
+) -> Next {
+    let m = in_flight.metrics();
+    if resp.status >= 500 {
+        m.error();
     }
-    strip_hop_by_hop(&mut parts.headers);
-    let body = BackendBody { body, ended: false, bytes: 0, sender: Some(sender), driver, pool, start, in_flight };
-    Response::from_parts(parts, ProxyBody::Backend(body))
-}
-
-fn answer(status: StatusCode, text: &'static str) -> Response<ProxyBody> {
-    let mut r = Response::new(ProxyBody::Full(Some(Bytes::from_static(text.as_bytes()))));
-    *r.status_mut() = status;
-    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
-    r
-}
-
-fn is_idempotent(m: &Method) -> bool {
-    matches!(*m, Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE)
-}
-
-static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
-static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
-static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
-
-/// The head a backend gets: origin-form URI, HTTP/1.1, no hop-by-hop headers, X-Forwarded-*.
-fn prepare_request(parts: &mut Parts, forwarded_for: Option<&HeaderValue>) {
-    if parts.uri.scheme().is_some() {
-        // Absolute-form (a client talking to us as a proxy): the backend wants origin-form and a Host.
-        if let Some(authority) = parts.uri.authority()
-            && !parts.headers.contains_key(header::HOST)
-            && let Ok(host) = HeaderValue::from_str(authority.as_str())
-        {
-            parts.headers.insert(header::HOST, host);
-        }
-        let pq = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
-        if let Ok(uri) = pq.parse() {
-            parts.uri = uri;
-        }
-    }
-    parts.version = Version::HTTP_11;
-    strip_hop_by_hop(&mut parts.headers);
-    if let Some(ip) = forwarded_for {
-        parts.headers.append(&X_FORWARDED_FOR, ip.clone());
-    }
-    parts.headers.insert(&X_FORWARDED_PROTO, HeaderValue::from_static("http"));
-}
-
-/// Headers that describe one connection, not the message (RFC 9110 §7.6.1). `Upgrade` goes too: this
-/// proxy does not tunnel protocol switches.
-fn strip_hop_by_hop(h: &mut HeaderMap) {
-    if let Some(connection) = h.remove(header::CONNECTION) {
-        // Headers named by `Connection` are hop-by-hop too.
-        if let Ok(list) = connection.to_str() {
-            for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
-                if let Ok(name) = HeaderName::from_bytes(name.as_bytes()) {
-                    h.remove(name);
+    c.bbuf.advance(resp.head_len);
+    let mut body = Body::new(resp.body);
+    let head_len = c.out.len() as u64;
+    let mut flushed = 0u64;
+    let mut whole = true;
+    loop {
+        if !c.bbuf.is_empty() {
+            let taken = if resp.dechunk {
+                body.take(&c.bbuf, Some(&mut c.out))
+            } else {
+                body.take(&c.bbuf, None).inspect(|n| c.out.extend_from_slice(&c.bbuf[..*n]))
+            };
+            match taken {
+                Ok(n) => c.bbuf.advance(n),
+                Err(_) => {
+                    whole = false;
+                    break;
                 }
             }
         }
+        if body.done() {
+            break;
+        }
+        if c.out.len() >= FLUSH_AT {
+            flushed += c.out.len() as u64;
+            if c.stream.write_all(&c.out).await.is_err() {
+                m.observe_latency(start.elapsed());
+                m.bytes(request_bytes, flushed.saturating_sub(head_len));
+                return Next::Close;
+            }
+            c.out.clear();
+        }
+        reserve(&mut c.bbuf);
+        match backend.read_buf(&mut c.bbuf).await {
+            Ok(n) if n > 0 => {}
+            // The end of a body framed by the close.
+            Ok(_) if body == Body::Close => break,
+            _ => {
+                whole = false;
+                break;
+            }
+        }
     }
-    if h.contains_key(header::UPGRADE) {
-        h.remove(header::UPGRADE);
+    // Given back before the client's write, so the client's next request finds it.
+    if whole && resp.reusable && request_sent_whole && body.done() && c.bbuf.is_empty() {
+        pool.checkin(backend);
+    } else {
+        drop(backend);
     }
-    if h.contains_key(header::TE) {
-        h.remove(header::TE);
-    }
-    if h.contains_key(header::TRAILER) {
-        h.remove(header::TRAILER);
-    }
-    if h.contains_key(&PROXY_CONNECTION) {
-        h.remove(&PROXY_CONNECTION);
-    }
-    if h.contains_key("keep-alive") {
-        h.remove("keep-alive");
-    }
+    let total = flushed + c.out.len() as u64;
+    let wrote = c.stream.write_all(&c.out).await;
+    m.observe_latency(start.elapsed());
+    m.bytes(request_bytes, total.saturating_sub(head_len));
+    // `in_flight` drops after this: the drain sees the request end only once its answer is through.
+    drop(in_flight);
+    if wrote.is_err() || !whole || resp.close_client { Next::Close } else { Next::KeepAlive }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn hop_by_hop_headers_go_and_forwarded_headers_come() {
-        let mut req = Request::get("http://example.test/a?b=1")
-            .header("connection", "close, x-private")
-            .header("x-private", "1")
-            .header("keep-alive", "timeout=5")
-            .header("x-forwarded-for", "10.0.0.9")
-            .header("x-forwarded-proto", "https")
-            .header("accept", "*/*")
-            .body(())
-            .unwrap();
-        *req.version_mut() = Version::HTTP_10;
-        let (mut parts, ()) = req.into_parts();
-        prepare_request(&mut parts, Some(&HeaderValue::from_static("127.0.0.1")));
-        assert_eq!(parts.uri, "/a?b=1");
-        assert_eq!(parts.version, Version::HTTP_11);
-        assert_eq!(parts.headers["host"], "example.test");
-        for gone in ["connection", "x-private", "keep-alive"] {
-            assert!(!parts.headers.contains_key(gone), "{gone}");
-        }
-        let xff: Vec<_> = parts.headers.get_all("x-forwarded-for").iter().collect();
-        assert_eq!(xff, ["10.0.0.9", "127.0.0.1"]);
-        assert_eq!(parts.headers["x-forwarded-proto"], "http");
-        assert_eq!(parts.headers["accept"], "*/*");
+/// The proxy's own answer; the connection is kept only when nothing of the request is left unread.
+async fn answer(c: &mut ClientConn, req: &h1::Request, stop: &watch::Receiver<bool>, status: &str, text: &str) -> Next {
+    let close = !req.keep_alive || req.body != Framing::None || *stop.borrow();
+    h1::own_answer(&mut c.out, status, text, close, req.is_head);
+    match c.stream.write_all(&c.out).await {
+        Ok(()) if !close => Next::KeepAlive,
+        _ => Next::Close,
     }
 }

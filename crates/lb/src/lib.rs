@@ -10,15 +10,17 @@
 //! benchmarks), `ControlClient` (the control plane's side of the socket).
 //!
 //! Codemap: `config` (desired state and its validation) → `dataplane` (applies it) → `listener`
-//! (sockets, route swaps) → `tcp` / `http` (proxying; `pool` keeps backend connections, `pick`
-//! chooses backends, `idle` closes idle connections) · `health` + `probe` (trackers and probers) ·
-//! `metrics` (counters, drains' in-flight accounting, Prometheus text) · `control` / `client` (the API)
-//! · `run` (lock, persistence, signals) · `wire` (the API's answers).
+//! (sockets, route swaps) → `tcp` / `http` (proxying; `h1` parses and rewrites HTTP/1.1 heads and
+//! frames bodies, `pool` keeps backend connections, `pick` chooses backends, `idle` closes idle
+//! connections) · `workers` (the per-core threads that serve connections) · `health` + `probe`
+//! (trackers and probers) · `metrics` (counters, drains' in-flight accounting, Prometheus text) ·
+//! `control` / `client` (the API) · `run` (lock, persistence, signals) · `wire` (the API's answers).
 
 mod client;
 mod config;
 mod control;
 mod dataplane;
+mod h1;
 mod health;
 mod http;
 mod idle;
@@ -30,6 +32,7 @@ mod probe;
 mod run;
 mod tcp;
 mod wire;
+mod workers;
 
 pub use client::{ClientError, ControlClient};
 pub use config::{Backend, Config, ConfigError, Distribution, Frontend, HealthCheck, ProbeProtocol, Protocol};

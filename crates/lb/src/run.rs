@@ -3,7 +3,10 @@
 //! Takes `state_dir/dataplane.lock` (one data plane per home), serves the last persisted config at once
 //! (so a restarted data plane serves before the control plane says anything), serves the control
 //! socket (mode 0600), and exits on SIGTERM, SIGINT or `POST /shutdown`. Detaching from the control plane
-//! (session, no parent-death signal) is the caller's job; so is choosing the runtime (multi-thread).
+//! (session, no parent-death signal) is the caller's job; so is the runtime `run` is called on, which
+//! carries only control and probes: client connections are served by `workers` threads of their own
+//! (one current-thread runtime per core by default, see `workers.rs`), so a current-thread runtime is
+//! enough for the caller.
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{Read as _, Seek as _, Write as _};
@@ -33,6 +36,8 @@ pub struct RunOptions {
     pub socket_path: PathBuf,
     /// At exit, how long open client connections get to finish.
     pub shutdown_grace: Duration,
+    /// Threads serving client connections (`DataplaneOptions::workers`); default one per core.
+    pub workers: usize,
 }
 
 impl RunOptions {
@@ -41,6 +46,7 @@ impl RunOptions {
             state_dir: state_dir.into(),
             socket_path: socket_path.into(),
             shutdown_grace: Duration::from_secs(5),
+            workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
         }
     }
 }
@@ -76,7 +82,7 @@ pub async fn run(opts: RunOptions) -> Result<(), RunError> {
     let mut int = signal(SignalKind::interrupt()).map_err(RunError::Signal)?;
 
     let config_path = dir.join(CONFIG_FILE);
-    let dp = Dataplane::new(DataplaneOptions { persist_path: Some(config_path.clone()) });
+    let dp = Dataplane::new(DataplaneOptions { persist_path: Some(config_path.clone()), workers: opts.workers });
     match load_persisted(&config_path) {
         Ok(Some(config)) => match dp.apply(config).await {
             Ok(report) => {

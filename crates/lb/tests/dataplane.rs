@@ -107,8 +107,18 @@ async fn failing_probe_removes_a_backend_and_passing_returns_it() {
 /// means 503 on Http and a closed connection on Tcp. Health-ungated frontends (NAT) ignore health.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn initializing_backends_receive_nothing() {
+    initializing_backends_receive_nothing_with(0).await;
+}
+
+/// The same, served by two worker threads of their own (as `galleon dataplane` runs).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn initializing_backends_receive_nothing_on_workers() {
+    initializing_backends_receive_nothing_with(2).await;
+}
+
+async fn initializing_backends_receive_nothing_with(workers: usize) {
     let bs = three().await;
-    let dp = Dataplane::new(DataplaneOptions::default());
+    let dp = Dataplane::new(DataplaneOptions { workers, ..DataplaneOptions::default() });
     // Its probe port refuses: silence inside a long grace keeps it Initializing.
     let refused = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -150,8 +160,18 @@ async fn initializing_backends_receive_nothing() {
 /// once they are done; its idle pooled connections are closed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drain_waits_for_in_flight_requests_while_new_ones_go_elsewhere() {
+    drain_waits_for_in_flight_requests_while_new_ones_go_elsewhere_with(0).await;
+}
+
+/// The same, served by two worker threads of their own (as `galleon dataplane` runs).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drain_waits_for_in_flight_requests_while_new_ones_go_elsewhere_on_workers() {
+    drain_waits_for_in_flight_requests_while_new_ones_go_elsewhere_with(2).await;
+}
+
+async fn drain_waits_for_in_flight_requests_while_new_ones_go_elsewhere_with(workers: usize) {
     let bs = three().await;
-    let dp = Dataplane::new(DataplaneOptions::default());
+    let dp = Dataplane::new(DataplaneOptions { workers, ..DataplaneOptions::default() });
     let backends = |b0_in: bool| {
         let mut v: Vec<_> = bs.iter().map(|b| be(&b.name, b.addr, None)).collect();
         v[0].in_service = b0_in;
@@ -233,8 +253,18 @@ async fn drain_timeout_reports_what_remains() {
 /// restarted (epoch bump: Initializing, then Healthy), back in service. Not one request fails.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_request_fails_while_a_backend_is_drained_stopped_and_restarted() {
+    no_request_fails_while_a_backend_is_drained_stopped_and_restarted_with(0).await;
+}
+
+/// The same, served by two worker threads of their own (as `galleon dataplane` runs).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_request_fails_while_a_backend_is_drained_stopped_and_restarted_on_workers() {
+    no_request_fails_while_a_backend_is_drained_stopped_and_restarted_with(2).await;
+}
+
+async fn no_request_fails_while_a_backend_is_drained_stopped_and_restarted_with(workers: usize) {
     let mut bs = three().await;
-    let dp = Dataplane::new(DataplaneOptions::default());
+    let dp = Dataplane::new(DataplaneOptions { workers, ..DataplaneOptions::default() });
     let config = |b1_in: bool, epoch: u64, bs: &[TestBackend], generation: u64| {
         let mut checks: Vec<_> =
             bs.iter().map(|b| check(&format!("h-{}", b.name), b.addr, ProbeProtocol::Http, "/health", 30, 2)).collect();
@@ -303,8 +333,18 @@ async fn no_request_fails_while_a_backend_is_drained_stopped_and_restarted() {
 /// connect refused — for a POST with a body too, since nothing was sent.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retries_on_another_backend_when_one_dies_unannounced() {
+    retries_on_another_backend_when_one_dies_unannounced_with(0).await;
+}
+
+/// The same, served by two worker threads of their own (as `galleon dataplane` runs).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retries_on_another_backend_when_one_dies_unannounced_on_workers() {
+    retries_on_another_backend_when_one_dies_unannounced_with(2).await;
+}
+
+async fn retries_on_another_backend_when_one_dies_unannounced_with(workers: usize) {
     let mut bs = three().await;
-    let dp = Dataplane::new(DataplaneOptions::default());
+    let dp = Dataplane::new(DataplaneOptions { workers, ..DataplaneOptions::default() });
     let addrs = apply(
         &dp,
         Config {
@@ -343,8 +383,18 @@ async fn retries_on_another_backend_when_one_dies_unannounced() {
 /// accepting while its open connection finishes the request in flight.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn config_swap_keeps_open_connections() {
+    config_swap_keeps_open_connections_with(0).await;
+}
+
+/// The same, served by two worker threads of their own (as `galleon dataplane` runs).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn config_swap_keeps_open_connections_on_workers() {
+    config_swap_keeps_open_connections_with(2).await;
+}
+
+async fn config_swap_keeps_open_connections_with(workers: usize) {
     let bs = three().await;
-    let dp = Dataplane::new(DataplaneOptions::default());
+    let dp = Dataplane::new(DataplaneOptions { workers, ..DataplaneOptions::default() });
     let config1 = Config {
         generation: 1,
         frontends: vec![
@@ -445,4 +495,70 @@ async fn silence_counts_only_after_the_grace_period() {
     dp.apply(config).await.unwrap();
     let c = &dp.health().checks[0];
     assert_eq!((c.state, c.epoch), (HealthState::Initializing, 1));
+}
+
+/// What a client writes on one connection, and everything it reads until the proxy closes it.
+async fn raw_exchange(addr: std::net::SocketAddr, chunks: &[&str]) -> String {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let mut seen = Vec::new();
+    for c in chunks {
+        s.write_all(c.as_bytes()).await.unwrap();
+        if c.contains("expect: 100-continue") {
+            // The body goes only once the proxy said to send it.
+            let mut buf = [0u8; 64];
+            let n = tokio::time::timeout(WITHIN, s.read(&mut buf)).await.unwrap().unwrap();
+            seen.extend_from_slice(&buf[..n]);
+        }
+    }
+    tokio::time::timeout(WITHIN, s.read_to_end(&mut seen)).await.unwrap().unwrap();
+    String::from_utf8_lossy(&seen).into_owned()
+}
+
+/// HTTP/1.1 framing through the Http proxy: a chunked body and a pipelined request after it, a body
+/// sent only after `100 Continue`, an HTTP/1.0 client without `Host` kept alive on request, hop-by-hop
+/// headers gone; backend connections are reused throughout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_framing_survives_the_proxy() {
+    let b = TestBackend::start("b0").await;
+    let dp = Dataplane::new(DataplaneOptions { workers: 2, ..DataplaneOptions::default() });
+    let config = Config {
+        generation: 1,
+        frontends: vec![fe("http", Protocol::Http, vec![be("b0", b.addr, None)])],
+        health_checks: vec![],
+    };
+    let lb = apply(&dp, config).await[0];
+    let out = raw_exchange(
+        lb,
+        &[
+            "POST /echo HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhel",
+            "lo\r\n0\r\n\r\n\
+           GET /whoami HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
+        ],
+    )
+    .await;
+    assert!(out.starts_with("HTTP/1.1 200 OK\r\n") && out.contains("b0 hello"), "{out}");
+    assert!(out.ends_with("\r\nconnection: close\r\n\r\nb0") || out.ends_with("b0"), "{out}");
+    assert_eq!(out.matches("HTTP/1.1 200").count(), 2, "{out}");
+
+    let out = raw_exchange(
+        lb,
+        &[
+            "PUT /echo HTTP/1.1\r\nhost: x\r\nexpect: 100-continue\r\ncontent-length: 4\r\nconnection: close\r\n\r\n",
+            "body",
+        ],
+    )
+    .await;
+    assert!(out.starts_with("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\n") && out.ends_with("b0 body"), "{out}");
+
+    let out = raw_exchange(
+        lb,
+        &["GET /whoami HTTP/1.0\r\nconnection: keep-alive\r\nkeep-alive: timeout=5\r\n\r\nGET /whoami HTTP/1.0\r\n\r\n"],
+    )
+    .await;
+    let heads: Vec<&str> = out.split("HTTP/1.1 200 OK\r\n").skip(1).collect();
+    assert_eq!(heads.len(), 2, "{out}");
+    assert!(heads[0].contains("connection: keep-alive\r\n") && heads[1].contains("connection: close\r\n"), "{out}");
+    assert!(!out.to_ascii_lowercase().contains("keep-alive: timeout"), "{out}");
+    // Pools are per worker: at most one backend connection each carried all of it.
+    assert!(b.accepted.load(SeqCst) <= 2, "{} backend connections", b.accepted.load(SeqCst));
 }
