@@ -68,6 +68,7 @@ use serde::{Deserialize, Serialize};
 
 pub use agent::agent_main;
 pub use process::ProcessRuntime;
+pub use spawn::new_session;
 
 /// Names one instance: the scale set's stable uid (a directory name) and the instance id within it.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -19,8 +19,10 @@ fn errno(e: nix::errno::Errno) -> io::Error {
     io::Error::from_raw_os_error(e as i32)
 }
 
-/// Makes the child of `cmd` start with no blocked signals, in a session of its own.
-pub(crate) fn new_session(cmd: &mut Command) {
+/// Makes the child of `cmd` start with no blocked signals, in a session of its own. The control plane
+/// starts the data plane this way too (CONTRACT §2), so that this stays the one `unsafe` of the workspace's
+/// process starting.
+pub fn new_session(cmd: &mut Command) {
     // SAFETY: the hook runs in the forked child before exec, where only async-signal-safe calls are
     // allowed: sigemptyset and sigprocmask (on a set on the stack) and setsid are. It allocates nothing
     // and touches no lock or shared state.

@@ -421,21 +421,21 @@ impl Net {
     }
 }
 
-/// Starts `galleon dataplane --home H` detached (its own process group, no parent-death signal), its
+/// Starts `galleon dataplane --home H` detached (its own session, no parent-death signal: CONTRACT §2), its
 /// output in `logs/dataplane.log`; a thread reaps it if it exits while this control plane runs.
 fn spawn_dataplane(app: &App) -> anyhow::Result<()> {
-    use std::os::unix::process::CommandExt;
     let exe = std::env::current_exe()?;
     let log = std::fs::OpenOptions::new().create(true).append(true).open(app.home.logs_dir().join("dataplane.log"))?;
-    let mut child = std::process::Command::new(exe)
+    let mut command = std::process::Command::new(exe);
+    command
         .args(["dataplane", "--home"])
         .arg(app.home.root())
         .env_remove("GALLEON_HOME")
         .stdin(std::process::Stdio::null())
         .stdout(log.try_clone()?)
-        .stderr(log)
-        .process_group(0)
-        .spawn()?;
+        .stderr(log);
+    galleon_runtime::new_session(&mut command);
+    let mut child = command.spawn()?;
     tracing::info!("started the data plane (pid {})", child.id());
     std::thread::spawn(move || {
         let _ = child.wait();
