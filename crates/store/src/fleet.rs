@@ -175,7 +175,14 @@ impl Tx<'_> {
 
 /// Rolling upgrades: their records by id, the active one of a scale set, and the history.
 impl Tx<'_> {
-    pub fn put_upgrade(&self, id: &str, scale_set: &str, doc: &serde_json::Value, active: bool, started_ms: i64) -> Result<()> {
+    pub fn put_upgrade(
+        &self,
+        id: &str,
+        scale_set: &str,
+        doc: &serde_json::Value,
+        active: bool,
+        started_ms: i64,
+    ) -> Result<()> {
         self.raw().execute(
             "INSERT INTO upgrades (id, scale_set, doc, active, started_ms) VALUES (?1, ?2, ?3, ?4, ?5)
              ON CONFLICT(id) DO UPDATE SET doc = excluded.doc, active = excluded.active",
@@ -195,7 +202,9 @@ impl Tx<'_> {
         let mut stmt = self
             .raw()
             .prepare_cached("SELECT id, doc, active FROM upgrades WHERE scale_set = ?1 ORDER BY started_ms, id")?;
-        let rows = stmt.query_map([key(scale_set)], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, bool>(2)?)))?;
+        let rows = stmt.query_map([key(scale_set)], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, bool>(2)?))
+        })?;
         let mut out = vec![];
         for row in rows {
             let (id, doc, active) = row?;
@@ -206,7 +215,8 @@ impl Tx<'_> {
 
     /// Every active upgrade: (id, scale set key).
     pub fn active_upgrades(&self) -> Result<Vec<(String, String)>> {
-        let mut stmt = self.raw().prepare_cached("SELECT id, scale_set FROM upgrades WHERE active = 1 ORDER BY started_ms")?;
+        let mut stmt =
+            self.raw().prepare_cached("SELECT id, scale_set FROM upgrades WHERE active = 1 ORDER BY started_ms")?;
         let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
         Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
     }
