@@ -15,7 +15,7 @@
 use std::fmt::Write as _;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::unix::fs::PermissionsExt as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -23,6 +23,7 @@ use anyhow::{Context, bail};
 use galleon_testkit::{Home, procs};
 
 use crate::bench::{machine, write_section};
+use crate::tools::which;
 use crate::{root, run};
 
 const ROUNDS: usize = 5;
@@ -238,26 +239,9 @@ impl Drop for Procs {
     }
 }
 
-fn which(tool: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path).chain(["/usr/sbin".into(), "/sbin".into()]).map(|d| d.join(tool)).find(|p| p.exists())
-}
-
 /// nginx, HAProxy and wrk, from Debian's packages when one is missing.
 fn ensure_tools() -> anyhow::Result<()> {
-    if ["nginx", "haproxy", "wrk"].iter().all(|t| which(t).is_some()) {
-        return Ok(());
-    }
-    eprintln!("xtask: installing nginx, haproxy and wrk");
-    let status = Command::new("sh")
-        .args(["-c", "apt-get update && apt-get install -y nginx haproxy wrk"])
-        .env("DEBIAN_FRONTEND", "noninteractive")
-        .status()
-        .context("cannot run apt-get")?;
-    if !status.success() {
-        bail!("`apt-get install -y nginx haproxy wrk` failed ({status})");
-    }
-    Ok(())
+    crate::tools::ensure_packages(&[("nginx", "nginx"), ("haproxy", "haproxy"), ("wrk", "wrk")])
 }
 
 fn tool_version(tool: &str, args: &[&str]) -> String {

@@ -12,6 +12,7 @@ mod bench_lb;
 mod bench_upgrade;
 mod codegen;
 mod layering;
+mod tools;
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -49,6 +50,9 @@ pub fn root() -> std::path::PathBuf {
 
 fn ci() -> anyhow::Result<()> {
     let started = std::time::Instant::now();
+    // The walkthroughs run the README's blocks in bash, and they use curl.
+    tools::ensure_packages(&[("bash", "bash"), ("curl", "curl")])?;
+    tools::ensure_components(&[("fmt", "rustfmt"), ("clippy", "clippy")])?;
     run("cargo", &["fmt", "--all", "--", "--check"])?;
     run("cargo", &["clippy", "--workspace", "--all-targets", "--locked", "--", "-D", "warnings"])?;
     layering::check()?;
