@@ -393,32 +393,24 @@ impl Net {
     }
 
     /// The data plane's full status (for load-balancer metrics); from a blocking thread.
-    pub fn dataplane_status(&self, _app: &App) -> ApiResult<galleon_lb::StatusReport> {
-        let client = self.client().ok_or_else(|| {
-            ApiError::new(
-                axum::http::StatusCode::SERVICE_UNAVAILABLE,
-                "DataPlaneUnavailable",
-                "The data plane is not running.",
-            )
-        })?;
-        tokio::runtime::Handle::current().block_on(client.status()).map_err(|e| {
-            ApiError::new(axum::http::StatusCode::SERVICE_UNAVAILABLE, "DataPlaneUnavailable", e.to_string())
-        })
+    pub fn dataplane_status(&self) -> ApiResult<galleon_lb::StatusReport> {
+        let client = self.connected()?;
+        tokio::runtime::Handle::current().block_on(client.status()).map_err(unavailable)
     }
 
-    /// Prometheus text of every frontend and backend.
+    /// Prometheus text of every frontend and backend; from a blocking thread.
     pub fn prometheus(&self) -> ApiResult<String> {
-        let client = self.client().ok_or_else(|| {
-            ApiError::new(
-                axum::http::StatusCode::SERVICE_UNAVAILABLE,
-                "DataPlaneUnavailable",
-                "The data plane is not running.",
-            )
-        })?;
-        tokio::runtime::Handle::current().block_on(client.metrics()).map_err(|e| {
-            ApiError::new(axum::http::StatusCode::SERVICE_UNAVAILABLE, "DataPlaneUnavailable", e.to_string())
-        })
+        let client = self.connected()?;
+        tokio::runtime::Handle::current().block_on(client.metrics()).map_err(unavailable)
     }
+
+    fn connected(&self) -> ApiResult<&ControlClient> {
+        self.client().ok_or_else(|| unavailable("The data plane is not running."))
+    }
+}
+
+fn unavailable(e: impl std::fmt::Display) -> ApiError {
+    ApiError::new(axum::http::StatusCode::SERVICE_UNAVAILABLE, "DataPlaneUnavailable", e.to_string())
 }
 
 /// Starts `galleon dataplane --home H` detached (its own session, no parent-death signal: CONTRACT §2), its

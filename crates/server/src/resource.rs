@@ -16,6 +16,17 @@ pub fn require_group(tx: &Tx<'_>, sub: &str, group: &str) -> ApiResult<Row> {
     tx.get(&ResourceId::group(sub, group).to_string())?.ok_or_else(|| ApiError::group_not_found(group))
 }
 
+/// The rows of `kind` in a group (which must exist), or in the whole subscription: what a list answers.
+pub fn rows_in(tx: &Tx<'_>, sub: &str, group: Option<&str>, kind: Kind) -> ApiResult<Vec<Row>> {
+    match group {
+        Some(group) => {
+            require_group(tx, sub, group)?;
+            Ok(tx.in_group(group, kind)?)
+        }
+        None => Ok(tx.all(kind)?),
+    }
+}
+
 /// The row of `id`, which must be of `kind`; otherwise the precise ARM error: the group, then each
 /// parent, then the resource itself.
 pub fn require(tx: &Tx<'_>, id: &ResourceId, kind: Kind) -> ApiResult<Row> {

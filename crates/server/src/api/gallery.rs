@@ -23,7 +23,8 @@ use crate::error::{ApiError, ApiResult};
 use crate::imaging::{self, ImportedImage};
 use crate::request::ApiRequest;
 use crate::resource::{
-    check_name, created_or_ok, json, list, location, new_row, require, require_group, require_parent, updated_row,
+    check_name, created_or_ok, json, list, location, new_row, require, require_group, require_parent, rows_in,
+    updated_row,
 };
 
 const NS: &str = "Microsoft.Compute";
@@ -100,13 +101,7 @@ pub fn get_gallery(app: &App, rg: &str, g: &str) -> ApiResult<Response> {
 }
 
 pub fn list_galleries(app: &App, rg: Option<&str>) -> ApiResult<Response> {
-    list(app.store.read(|tx| match rg {
-        Some(rg) => {
-            require_group(tx, &app.subscription, rg)?;
-            Ok::<_, ApiError>(tx.in_group(rg, Kind::Gallery)?)
-        }
-        None => Ok(tx.all(Kind::Gallery)?),
-    })?)
+    list(app.store.read(|tx| rows_in(tx, &app.subscription, rg, Kind::Gallery))?)
 }
 
 pub fn delete_gallery(app: &App, rg: &str, g: &str) -> ApiResult<Response> {

@@ -14,7 +14,7 @@ use crate::App;
 use crate::error::{ApiError, ApiResult};
 use crate::imaging;
 use crate::request::ApiRequest;
-use crate::resource::{check_name, json, list, location, new_row, require, require_group, updated_row};
+use crate::resource::{check_name, json, list, location, new_row, require, require_group, rows_in, updated_row};
 
 fn image_id(app: &App, rg: &str, name: &str) -> ResourceId {
     ResourceId::new(&app.subscription, rg, "Microsoft.Compute", &[("images", name)])
@@ -118,13 +118,7 @@ pub fn get(app: &App, rg: &str, name: &str) -> ApiResult<Response> {
 }
 
 pub fn list_images(app: &App, rg: Option<&str>) -> ApiResult<Response> {
-    list(app.store.read(|tx| match rg {
-        Some(rg) => {
-            require_group(tx, &app.subscription, rg)?;
-            Ok::<_, ApiError>(tx.in_group(rg, Kind::Image)?)
-        }
-        None => Ok(tx.all(Kind::Image)?),
-    })?)
+    list(app.store.read(|tx| rows_in(tx, &app.subscription, rg, Kind::Image))?)
 }
 
 pub fn delete(app: &App, rg: &str, name: &str) -> ApiResult<Response> {

@@ -23,7 +23,9 @@ use crate::error::{ApiError, ApiResult};
 use crate::fleet::ScaleSet;
 use crate::fleet::record::InstanceRecord;
 use crate::request::ApiRequest;
-use crate::resource::{check_name, created_or_ok, json, location, new_row, require, require_group, updated_row};
+use crate::resource::{
+    check_name, created_or_ok, json, location, new_row, require, require_group, rows_in, updated_row,
+};
 
 const TYPE: &str = "Microsoft.Network/loadBalancers";
 
@@ -479,13 +481,7 @@ pub fn get(app: &App, rg: &str, name: &str) -> ApiResult<Response> {
 
 pub fn list(app: &App, rg: Option<&str>) -> ApiResult<Response> {
     let docs = app.store.read(|tx| {
-        let rows = match rg {
-            Some(rg) => {
-                require_group(tx, &app.subscription, rg)?;
-                tx.in_group(rg, Kind::LoadBalancer)?
-            }
-            None => tx.all(Kind::LoadBalancer)?,
-        };
+        let rows = rows_in(tx, &app.subscription, rg, Kind::LoadBalancer)?;
         rows.iter()
             .map(|r| view(app, tx, &ResourceId::parse(&r.id).map_err(ApiError::internal)?))
             .collect::<ApiResult<Vec<_>>>()
@@ -546,7 +542,7 @@ pub fn metrics(app: &App, rg: &str, name: &str) -> ApiResult<Response> {
     let lid = id(app, rg, name);
     app.store.read(|tx| require(tx, &lid, Kind::LoadBalancer))?;
     let prefix = format!("{rg}/{name}/").to_ascii_lowercase();
-    let status = app.net.dataplane_status(app)?;
+    let status = app.net.dataplane_status()?;
     let rules: Vec<serde_json::Value> = status
         .frontends
         .iter()

@@ -29,7 +29,7 @@ use crate::fleet::view::{self, Seen};
 use crate::fleet::{self, ScaleSet, Submission, decide};
 use crate::ops::{self, Owner};
 use crate::request::ApiRequest;
-use crate::resource::{check_name, json, list, location, new_row, require, require_group, updated_row};
+use crate::resource::{check_name, json, list, location, new_row, require, require_group, rows_in, updated_row};
 
 /// The most instances one scale set may have.
 const MAX_CAPACITY: u32 = 1000;
@@ -339,13 +339,7 @@ pub fn get(app: &App, rg: &str, name: &str) -> ApiResult<Response> {
 }
 
 pub fn list_sets(app: &App, rg: Option<&str>) -> ApiResult<Response> {
-    list(app.store.read(|tx| match rg {
-        Some(rg) => {
-            require_group(tx, &app.subscription, rg)?;
-            Ok::<_, ApiError>(tx.in_group(rg, Kind::ScaleSet)?)
-        }
-        None => Ok(tx.all(Kind::ScaleSet)?),
-    })?)
+    list(app.store.read(|tx| rows_in(tx, &app.subscription, rg, Kind::ScaleSet))?)
 }
 
 pub fn delete(app: &App, rg: &str, name: &str) -> ApiResult<Response> {
