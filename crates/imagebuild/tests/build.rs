@@ -49,8 +49,16 @@ fn template(provisioners: &str) -> String {
 }
 
 /// A directory on the host outside /tmp (which the sandbox replaces with its own).
+/// A host directory the sandbox sees (read-only): in the target directory, unless the checkout lives
+/// under a path the sandbox replaces with a private one (`/tmp`, `/run`, `/dev/shm`), then in `/var/tmp`.
 fn host_dir() -> tempfile::TempDir {
-    tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("temp dir in the target directory")
+    let target = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    let target = target.canonicalize().unwrap_or_else(|_| target.to_path_buf());
+    let private = ["/tmp", "/run", "/dev/shm"]
+        .iter()
+        .any(|p| Path::new(p).canonicalize().is_ok_and(|p| target.starts_with(p)));
+    let parent = if private { Path::new("/var/tmp") } else { target.as_path() };
+    tempfile::tempdir_in(parent).expect("temp dir the sandbox sees")
 }
 
 fn read(p: impl AsRef<Path>) -> String {
