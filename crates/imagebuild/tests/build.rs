@@ -54,9 +54,8 @@ fn template(provisioners: &str) -> String {
 fn host_dir() -> tempfile::TempDir {
     let target = Path::new(env!("CARGO_TARGET_TMPDIR"));
     let target = target.canonicalize().unwrap_or_else(|_| target.to_path_buf());
-    let private = ["/tmp", "/run", "/dev/shm"]
-        .iter()
-        .any(|p| Path::new(p).canonicalize().is_ok_and(|p| target.starts_with(p)));
+    let private =
+        ["/tmp", "/run", "/dev/shm"].iter().any(|p| Path::new(p).canonicalize().is_ok_and(|p| target.starts_with(p)));
     let parent = if private { Path::new("/var/tmp") } else { target.as_path() };
     tempfile::tempdir_in(parent).expect("temp dir the sandbox sees")
 }
