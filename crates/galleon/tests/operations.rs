@@ -1,5 +1,6 @@
 //! Issue "Day-two operations", end to end: run-command, boot logs, custom data, crash restarts with their
-//! exits in the instance view, `galleon shutdown` and `serve` again, store garbage collection.
+//! exits in the instance view, `galleon shutdown` and `serve` again, store garbage collection, the
+//! Application Health extension as a health source, and automatic repairs acting on it.
 
 #![allow(clippy::unwrap_used)] // test code: a panic is the failure message
 
@@ -339,4 +340,105 @@ fn application_health_extension_is_a_health_source() {
         .trim()
             == "1"
     });
+}
+
+/// `automaticRepairsPolicy` on the daemon: an instance Unhealthy for the grace period is repaired with
+/// the policy's action (Restart, then Replace), the decision is shown with its reason, and the healthy
+/// instances are never touched.
+#[test]
+fn automatic_repairs_restart_then_replace_an_unhealthy_instance() {
+    let home = Home::start(BIN);
+    let work = tempfile::tempdir().unwrap();
+    home.gallery();
+    home.publish_sample(work.path(), "1.0.0", false);
+    home.ok(&["vmss", "create", "-n", "web", "--image", "g/web", "--instance-count", "3"]);
+    home.ok(&[
+        "vmss",
+        "extension",
+        "set",
+        "--vmss-name",
+        "web",
+        "--name",
+        "ApplicationHealthLinux",
+        "--publisher",
+        "Microsoft.ManagedServices",
+        "--version",
+        "2.0",
+        "--settings",
+        r#"{"protocol": "http", "port": 8080, "requestPath": "/health", "intervalInSeconds": 1, "numberOfProbes": 2}"#,
+    ]);
+    home.ok(&["vmss", "update-instances", "-n", "web", "--instance-ids", "*"]);
+    let health = |i: u32| {
+        home.galleon(&[
+            "vmss",
+            "show",
+            "-n",
+            "web",
+            "--instance-id",
+            &i.to_string(),
+            "--query",
+            "healthState",
+            "-o",
+            "tsv",
+        ])
+        .stdout
+        .trim()
+        .to_string()
+    };
+    wait_until(WAIT, "every instance is Healthy", || (0..3).all(|i| health(i) == "Healthy"));
+    let reasons = |i: u32| {
+        let q = "galleon.decisions[].reason";
+        home.ok(&["vmss", "get-instance-view", "-n", "web", "--instance-id", &i.to_string(), "--query", q, "-o", "tsv"])
+    };
+    // An impossible grace period is refused and changes nothing.
+    let refused = home.galleon(&[
+        "vmss",
+        "update",
+        "-n",
+        "web",
+        "--set",
+        "automaticRepairsPolicy.enabled=true",
+        "--set",
+        "automaticRepairsPolicy.gracePeriod=PT1S",
+    ]);
+    assert_ne!(refused.code, 0);
+    assert!(refused.stderr.contains("gracePeriod"), "{}", refused.stderr);
+    let policy = || home.ok(&["vmss", "show", "-n", "web", "--query", "automaticRepairsPolicy.enabled", "-o", "tsv"]);
+    assert_ne!(policy().trim(), "true");
+    home.ok(&[
+        "vmss",
+        "update",
+        "-n",
+        "web",
+        "--set",
+        "automaticRepairsPolicy.enabled=true",
+        "--set",
+        "automaticRepairsPolicy.gracePeriod=PT5S",
+        "--set",
+        "automaticRepairsPolicy.repairAction=Restart",
+    ]);
+    let pids_of = |ids: &[&str]| -> Vec<(i32, String)> {
+        let mut roots = procs::instance_roots(home.path());
+        roots.retain(|(_, id)| ids.contains(&id.as_str()));
+        roots.sort();
+        roots
+    };
+    let healthy_pids = pids_of(&["0", "2"]);
+
+    // Restart: the app forgets its failure when it starts again.
+    body(&format!("http://{}:8080/fail", home.ip("web", 1))).unwrap();
+    wait_until(Duration::from_secs(5), "instance 1 is Unhealthy", || health(1) == "Unhealthy");
+    wait_until(WAIT, "instance 1 is restarted by the repair and Healthy again", || {
+        reasons(1).contains("repaired (Restart)") && health(1) == "Healthy"
+    });
+    assert!(reasons(1).contains("grace 5 s"), "{}", reasons(1));
+
+    // Replace (Azure's default action): a new instance takes the unhealthy one's place.
+    home.ok(&["vmss", "update", "-n", "web", "--set", "automaticRepairsPolicy.repairAction=Replace"]);
+    body(&format!("http://{}:8080/fail", home.ip("web", 1))).unwrap();
+    let ids = || home.ok(&["vmss", "list-instances", "-n", "web", "--query", "[].instanceId", "-o", "tsv"]);
+    wait_until(WAIT, "instance 1 is replaced by instance 3", || ids() == "0\n2\n3\n");
+    wait_until(WAIT, "the replacement is Healthy", || health(3) == "Healthy");
+    assert!(reasons(3).contains("replacement of instance 1"), "{}", reasons(3));
+    assert_eq!(pids_of(&["0", "2"]), healthy_pids, "the healthy instances were never touched");
 }
