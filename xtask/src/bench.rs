@@ -1,6 +1,8 @@
 //! `cargo xtask bench <name>`: measurements that go into docs/benchmarks.md, each with the command that
 //! produced it. This machine has 2 noisy cores: report medians and ratios, not single runs.
 
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -8,6 +10,7 @@ use anyhow::{Context, bail};
 use crate::{root, run};
 
 pub fn main(args: &[&str]) -> anyhow::Result<()> {
+    stop_on_interrupt();
     match args.first().copied() {
         Some("instances") => instances(),
         Some("lb") => crate::bench_lb::main(),
@@ -15,6 +18,30 @@ pub fn main(args: &[&str]) -> anyhow::Result<()> {
         Some("planner") => crate::bench_upgrade::planner(),
         _ => bail!("usage: cargo xtask bench instances|upgrade|planner|lb"),
     }
+}
+
+/// The directories (homes, work directories) under which a bench started processes: what Ctrl-C stops.
+static STARTED_UNDER: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+/// Ctrl-C stops what the bench started under `dir` and removes `dir`, as the destructors that an exit
+/// on a signal skips would have. (Instances, the data plane, nginx and HAProxy lead sessions of their
+/// own, so the terminal's SIGINT never reaches them.)
+pub fn clean_on_interrupt(dir: &Path) {
+    STARTED_UNDER.lock().unwrap_or_else(|e| e.into_inner()).push(dir.to_path_buf());
+}
+
+fn stop_on_interrupt() {
+    std::thread::spawn(|| {
+        let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+        if rt.block_on(tokio::signal::ctrl_c()).is_ok() {
+            eprintln!("\nxtask: interrupted: stopping what the bench started…");
+            for dir in STARTED_UNDER.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+                galleon_testkit::procs::kill_all_of(dir);
+                let _ = std::fs::remove_dir_all(dir);
+            }
+            std::process::exit(130);
+        }
+    });
 }
 
 fn release_binary() -> anyhow::Result<std::path::PathBuf> {
@@ -94,6 +121,8 @@ fn instances() -> anyhow::Result<()> {
     let bin = release_binary()?;
     let home = galleon_testkit::Home::start(bin.to_str().context("a UTF-8 path")?);
     let work = tempfile::tempdir()?;
+    clean_on_interrupt(home.path());
+    clean_on_interrupt(work.path());
     // The image: the sample app (the galleon binary, copied in) plus data up to 20 MB, a few files.
     let image = work.path().join("image");
     std::fs::create_dir_all(image.join("bin"))?;

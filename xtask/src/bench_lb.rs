@@ -60,6 +60,8 @@ pub fn main() -> anyhow::Result<()> {
     let bin = root().join("target/release/galleon");
     let home = Home::start(bin.to_str().context("a UTF-8 path to the galleon binary")?);
     let work = tempfile::tempdir()?;
+    crate::bench::clean_on_interrupt(home.path());
+    crate::bench::clean_on_interrupt(work.path());
     // nginx workers of the proxy run as nobody: they must be able to enter their directory.
     std::fs::set_permissions(work.path(), std::fs::Permissions::from_mode(0o755))?;
 

@@ -20,6 +20,8 @@ pub fn upgrade() -> anyhow::Result<()> {
     let bin = root().join("target/release/galleon");
     let home = galleon_testkit::Home::start(bin.to_str().context("utf-8 path")?);
     let work = tempfile::tempdir()?;
+    crate::bench::clean_on_interrupt(home.path());
+    crate::bench::clean_on_interrupt(work.path());
     home.gallery();
     home.publish_sample(work.path(), "1.0.0", false);
     home.publish_sample(work.path(), "1.1.0", false);

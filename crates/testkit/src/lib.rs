@@ -159,16 +159,7 @@ impl Home {
 impl Drop for Home {
     fn drop(&mut self) {
         self.kill_daemon();
-        for _ in 0..3 {
-            let pids = procs::of_home(self.path());
-            if pids.is_empty() {
-                break;
-            }
-            for p in pids {
-                procs::signal(p, procs::KILL);
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        procs::kill_all_of(self.path());
     }
 }
 

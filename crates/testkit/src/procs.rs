@@ -43,6 +43,21 @@ pub fn of_home(home: &Path) -> Vec<i32> {
     out
 }
 
+/// SIGKILL to every process of `home` (see [`of_home`]), a few rounds, so that one a dying supervisor
+/// had just restarted goes too.
+pub fn kill_all_of(home: &Path) {
+    for _ in 0..3 {
+        let pids = of_home(home);
+        if pids.is_empty() {
+            break;
+        }
+        for p in pids {
+            signal(p, KILL);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
 /// Environment variables of a process.
 pub fn environ(pid: i32) -> Vec<(String, String)> {
     std::fs::read(format!("/proc/{pid}/environ"))
