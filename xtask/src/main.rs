@@ -50,8 +50,9 @@ pub fn root() -> std::path::PathBuf {
 
 fn ci() -> anyhow::Result<()> {
     let started = std::time::Instant::now();
-    // The walkthroughs run the README's blocks in bash, and they use curl.
-    tools::ensure_packages(&[("bash", "bash"), ("curl", "curl")])?;
+    // The walkthroughs run the README's blocks in bash, and they use curl; a test's app serves TLS with
+    // openssl's s_server.
+    tools::ensure_packages(&[("bash", "bash"), ("curl", "curl"), ("openssl", "openssl")])?;
     tools::ensure_components(&[("fmt", "rustfmt"), ("clippy", "clippy")])?;
     run("cargo", &["fmt", "--all", "--", "--check"])?;
     run("cargo", &["clippy", "--workspace", "--all-targets", "--locked", "--", "-D", "warnings"])?;

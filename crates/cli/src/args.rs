@@ -916,12 +916,12 @@ pub enum ProbeCmd {
         lb: LbName,
         #[arg(short = 'n', long)]
         name: String,
-        /// Http or Tcp.
-        #[arg(long, value_parser = ["Http", "Tcp"], ignore_case = true)]
+        /// Http, Https (the same over TLS, the certificate not verified) or Tcp.
+        #[arg(long, value_parser = ["Http", "Https", "Tcp"], ignore_case = true)]
         protocol: String,
         #[arg(long)]
         port: u16,
-        /// The request path (Http).
+        /// The request path (Http, Https).
         #[arg(long)]
         path: Option<String>,
         /// Seconds between probes (galleon accepts from 1; default 15).
@@ -940,7 +940,7 @@ pub enum ProbeCmd {
         lb: LbName,
         #[arg(short = 'n', long)]
         name: String,
-        #[arg(long, value_parser = ["Http", "Tcp"], ignore_case = true)]
+        #[arg(long, value_parser = ["Http", "Https", "Tcp"], ignore_case = true)]
         protocol: Option<String>,
         #[arg(long)]
         port: Option<u16>,

@@ -442,3 +442,78 @@ fn automatic_repairs_restart_then_replace_an_unhealthy_instance() {
     assert!(reasons(3).contains("replacement of instance 1"), "{}", reasons(3));
     assert_eq!(pids_of(&["0", "2"]), healthy_pids, "the healthy instances were never touched");
 }
+
+/// The Application Health extension over `https`: the app serves TLS with a self-signed certificate
+/// (openssl's `s_server`, answering files); the body's state decides, per instance.
+#[test]
+fn application_health_over_https() {
+    let home = Home::start(BIN);
+    let work = tempfile::tempdir().unwrap();
+    let image = work.path().join("tls");
+    std::fs::create_dir_all(&image).unwrap();
+    let start = image.join("start");
+    std::fs::write(
+        &start,
+        r#"#!/bin/sh
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout key.pem -out cert.pem -days 2 -subj /CN=galleon 2>/dev/null
+echo '{"ApplicationHealthState": "Healthy"}' > health.json
+exec openssl s_server -accept "$GALLEON_PRIVATE_IP:8443" -cert cert.pem -key key.pem -WWW -quiet
+"#,
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&start, std::fs::Permissions::from_mode(0o755)).unwrap();
+    home.gallery();
+    home.ok(&["image", "create", "-n", "tls", "--source", image.to_str().unwrap()]);
+    home.ok(&["vmss", "create", "-n", "web", "--image", "tls", "--instance-count", "2"]);
+    let settings = |protocol: &str| {
+        format!(
+            r#"{{"protocol": "{protocol}", "port": 8443, "requestPath": "/health.json", "intervalInSeconds": 1, "numberOfProbes": 1}}"#
+        )
+    };
+    let set = |protocol: &str| {
+        home.galleon(&[
+            "vmss",
+            "extension",
+            "set",
+            "--vmss-name",
+            "web",
+            "--name",
+            "ApplicationHealthLinux",
+            "--publisher",
+            "Microsoft.ManagedServices",
+            "--version",
+            "2.0",
+            "--settings",
+            &settings(protocol),
+        ])
+    };
+    let refused = set("ftp");
+    assert_ne!(refused.code, 0);
+    assert!(refused.stderr.contains("must be http, https or tcp"), "{}", refused.stderr);
+    let listed = home.ok(&["vmss", "extension", "list", "--vmss-name", "web", "--query", "length(@)", "-o", "tsv"]);
+    assert_eq!(listed.trim(), "0", "a refused extension is not stored");
+    assert_eq!(set("https").code, 0);
+    home.ok(&["vmss", "update-instances", "-n", "web", "--instance-ids", "*"]);
+    let health = |i: u32| {
+        home.ok(&["vmss", "show", "-n", "web", "--instance-id", &i.to_string(), "--query", "healthState", "-o", "tsv"])
+            .trim()
+            .to_string()
+    };
+    wait_until(WAIT, "both instances are Healthy over https", || health(0) == "Healthy" && health(1) == "Healthy");
+    home.ok(&[
+        "vmss",
+        "run-command",
+        "invoke",
+        "-n",
+        "web",
+        "--instance-id",
+        "0",
+        "--command-id",
+        "RunShellScript",
+        "--scripts",
+        r#"echo '{"ApplicationHealthState": "Unhealthy"}' > health.json"#,
+    ]);
+    wait_until(Duration::from_secs(5), "instance 0 is Unhealthy by its body", || health(0) == "Unhealthy");
+    assert_eq!(health(1), "Healthy");
+}

@@ -74,6 +74,10 @@ pub struct HealthCheck {
     /// Http and AppHealthHttp: the request path, default `/`.
     #[serde(default)]
     pub path: Option<String>,
+    /// Http and AppHealthHttp over TLS (Azure's `Https`). The certificate is not verified: the probe asks
+    /// whether the app answers, not who it is (apps behind a probe commonly serve self-signed ones).
+    #[serde(default)]
+    pub tls: bool,
     pub interval_ms: u64,
     /// Consecutive results of the other kind that flip the state (CONTRACT §5).
     pub threshold: u32,
@@ -178,6 +182,9 @@ impl Config {
             if c.threshold == 0 {
                 return bad("threshold must be at least 1");
             }
+            if c.tls && c.protocol == ProbeProtocol::Tcp {
+                return bad("tls is for Http probes; a Tcp probe only connects");
+            }
             if let Some(path) = &c.path
                 && (!path.starts_with('/') || path.parse::<http::uri::PathAndQuery>().is_err())
             {
@@ -276,6 +283,11 @@ mod tests {
         let mut c = sample();
         c.health_checks[0].path = Some("health".into());
         assert!(matches!(c.validate(), Err(ConfigError::BadCheck { .. })));
+        let mut c = sample();
+        c.health_checks[0].tls = true;
+        assert_eq!(c.validate(), Ok(()), "Https");
+        c.health_checks[0].protocol = ProbeProtocol::Tcp;
+        assert!(matches!(c.validate(), Err(ConfigError::BadCheck { .. })), "tls on a Tcp probe");
     }
 
     #[test]

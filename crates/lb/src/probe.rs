@@ -3,10 +3,12 @@
 //!
 //! The classification is CONTRACT §5's: a 2xx is success, any other status or a connection accepted then
 //! reset is a failure, refused and timed out are silence. AppHealthHttp reads the Application Health
-//! extension's JSON body, which decides over the status code. It neither schedules probes nor judges
-//! health (`health.rs` and `galleon_core::health`).
+//! extension's JSON body, which decides over the status code. With `tls` (Azure's Https) the same
+//! exchange runs over TLS, the certificate unverified; a failed handshake is a failure. It neither
+//! schedules probes nor judges health (`health.rs` and `galleon_core::health`).
 
 use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -15,8 +17,14 @@ use http_body_util::{BodyExt, Empty, Limited};
 use hyper::Request;
 use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, timeout_at};
+use tokio_rustls::TlsConnector;
+use tokio_rustls::rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use tokio_rustls::rustls::crypto::{CryptoProvider, verify_tls12_signature, verify_tls13_signature};
+use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use tokio_rustls::rustls::{self, ClientConfig, DigitallySignedStruct, SignatureScheme};
 
 use crate::config::{HealthCheck, ProbeProtocol};
 
@@ -55,7 +63,21 @@ pub(crate) async fn probe(check: &HealthCheck) -> Seen {
         ProbeProtocol::Http | ProbeProtocol::AppHealthHttp => {
             let app_health = check.protocol == ProbeProtocol::AppHealthHttp;
             let path = check.path.as_deref().unwrap_or("/");
-            match timeout_at(deadline, http_get(stream, addr, path, app_health)).await {
+            let _ = stream.set_nodelay(true);
+            let exchange = async {
+                if !check.tls {
+                    return http_get(stream, addr, path, app_health).await;
+                }
+                let connector = match tls_connector() {
+                    Ok(c) => c,
+                    Err(e) => return seen(Outcome::Failure, format!("no TLS client: {e}")),
+                };
+                match connector.connect(ServerName::IpAddress(addr.ip().into()), stream).await {
+                    Ok(tls) => http_get(tls, addr, path, app_health).await,
+                    Err(e) => seen(Outcome::Failure, format!("TLS handshake: {e}")),
+                }
+            };
+            match timeout_at(deadline, exchange).await {
                 Ok(s) => s,
                 // Accepted, then nothing: the app hangs. Silence, so a slow starter keeps its grace.
                 Err(_) => seen(Outcome::Silence, "no answer in time"),
@@ -64,8 +86,64 @@ pub(crate) async fn probe(check: &HealthCheck) -> Seen {
     }
 }
 
-async fn http_get(stream: TcpStream, addr: SocketAddr, path: &str, app_health: bool) -> Seen {
-    let _ = stream.set_nodelay(true);
+/// One TLS client for every Https probe: the platform's crypto provider, any certificate accepted.
+fn tls_connector() -> Result<TlsConnector, String> {
+    static CONFIG: OnceLock<Result<Arc<ClientConfig>, String>> = OnceLock::new();
+    let config = CONFIG.get_or_init(|| {
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        ClientConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .map(|b| b.dangerous().with_custom_certificate_verifier(Arc::new(AnyCertificate(provider))))
+            .map(|b| Arc::new(b.with_no_client_auth()))
+            .map_err(|e| e.to_string())
+    });
+    config.clone().map(TlsConnector::from)
+}
+
+/// Accepts any server certificate, but still checks the handshake's signatures, so the peer holds the
+/// key of the certificate it shows.
+#[derive(Debug)]
+struct AnyCertificate(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for AnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+async fn http_get<S>(stream: S, addr: SocketAddr, path: &str, app_health: bool) -> Seen
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let (mut sender, conn) = match http1::handshake::<_, Empty<Bytes>>(TokioIo::new(stream)).await {
         Ok(x) => x,
         Err(e) => return seen(Outcome::Failure, format!("handshake: {e}")),

@@ -473,6 +473,40 @@ async fn app_health_json_body_decides_over_the_status() {
     wait_state(&dp, "app", HealthState::Healthy, WITHIN).await;
 }
 
+/// Https probes (`tls`): the Http exchange over TLS with a self-signed certificate accepted, the
+/// Application Health body still deciding; a backend that does not speak TLS fails the probe.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_probes_speak_tls_and_fail_a_backend_that_does_not() {
+    let body = Arc::new(std::sync::Mutex::new(r#"{"ApplicationHealthState": "Healthy"}"#.to_owned()));
+    let (tls_addr, _server) = tls_backend(body.clone()).await;
+    let plain = TestBackend::start("plain").await;
+    let dp = Dataplane::new(DataplaneOptions::default());
+    let mut over_tls = check("tls", tls_addr, ProbeProtocol::AppHealthHttp, "/apphealth", 20, 1);
+    over_tls.tls = true;
+    let mut not_tls = check("plain", plain.addr, ProbeProtocol::Http, "/health", 20, 1);
+    not_tls.tls = true;
+    apply(
+        &dp,
+        Config {
+            generation: 1,
+            frontends: vec![fe(
+                "http",
+                Protocol::Http,
+                vec![be("tls", tls_addr, Some("tls")), be("plain", plain.addr, Some("plain"))],
+            )],
+            health_checks: vec![over_tls, not_tls],
+        },
+    )
+    .await;
+    wait_state(&dp, "tls", HealthState::Healthy, WITHIN).await;
+    wait_state(&dp, "plain", HealthState::Unhealthy, WITHIN).await;
+    let detail = |id: &str| dp.health().checks.into_iter().find(|c| c.id == id).unwrap().last_detail.unwrap();
+    assert!(detail("plain").contains("TLS handshake"), "{}", detail("plain"));
+    *body.lock().unwrap() = r#"{"ApplicationHealthState": "Unhealthy"}"#.to_owned();
+    wait_state(&dp, "tls", HealthState::Unhealthy, WITHIN).await;
+    assert!(detail("tls").contains("ApplicationHealthState Unhealthy"), "{}", detail("tls"));
+}
+
 /// Pure timing on tokio's paused clock: a backend that never answers stays Initializing through its grace
 /// period, then is Unhealthy; a bumped epoch starts it over.
 #[tokio::test(start_paused = true)]

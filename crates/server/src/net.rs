@@ -503,6 +503,8 @@ pub fn health_source_with(
 /// The Application Health extension's settings (Azure's v2 shape), checked.
 pub struct AppHealth {
     pub protocol: ProbeProtocol,
+    /// `https`: the Http exchange over TLS.
+    pub tls: bool,
     pub port: u16,
     pub path: Option<String>,
     pub interval: Duration,
@@ -513,12 +515,13 @@ pub struct AppHealth {
 pub fn app_health(ext: &galleon_api::vmss::Extension) -> ApiResult<AppHealth> {
     let s = ext.properties.settings.clone().unwrap_or_default();
     let bad = |m: &str| ApiError::invalid(format!("The ApplicationHealthLinux settings: {m}"));
-    let protocol = match s.get("protocol").and_then(|p| p.as_str()).unwrap_or("http").to_ascii_lowercase().as_str() {
-        "http" => ProbeProtocol::AppHealthHttp,
-        "tcp" => ProbeProtocol::Tcp,
-        "https" => return Err(bad("protocol https is not supported here; use http or tcp")),
-        other => return Err(bad(&format!("protocol '{other}' must be http or tcp"))),
-    };
+    let (protocol, tls) =
+        match s.get("protocol").and_then(|p| p.as_str()).unwrap_or("http").to_ascii_lowercase().as_str() {
+            "http" => (ProbeProtocol::AppHealthHttp, false),
+            "https" => (ProbeProtocol::AppHealthHttp, true),
+            "tcp" => (ProbeProtocol::Tcp, false),
+            other => return Err(bad(&format!("protocol '{other}' must be http, https or tcp"))),
+        };
     let port = s.get("port").and_then(|p| p.as_u64()).and_then(|p| u16::try_from(p).ok()).filter(|p| *p > 0);
     let port = port.ok_or_else(|| bad("a port from 1 to 65535 is needed"))?;
     let path = match protocol {
@@ -533,6 +536,7 @@ pub fn app_health(ext: &galleon_api::vmss::Extension) -> ApiResult<AppHealth> {
     }
     Ok(AppHealth {
         protocol,
+        tls,
         port,
         path,
         interval: Duration::from_secs(interval),
@@ -664,6 +668,7 @@ fn build(app: &App, tx: &Tx<'_>) -> ApiResult<Config> {
                         port: h.port,
                         protocol: h.protocol,
                         path: h.path,
+                        tls: h.tls,
                         interval_ms: h.interval.as_millis() as u64,
                         threshold: h.probes,
                         grace_ms: h.grace.as_millis() as u64,
@@ -681,25 +686,7 @@ fn build(app: &App, tx: &Tx<'_>) -> ApiResult<Config> {
                 else {
                     continue;
                 };
-                let port = p.properties.port.unwrap_or(0);
-                checks.insert(
-                    id.clone(),
-                    HealthCheck {
-                        id,
-                        address: ip,
-                        port,
-                        protocol: if p.properties.protocol == Some(ArmProbe::Tcp) {
-                            ProbeProtocol::Tcp
-                        } else {
-                            ProbeProtocol::Http
-                        },
-                        path: p.properties.request_path.clone(),
-                        interval_ms: u64::from(p.properties.interval_in_seconds.unwrap_or(15)) * 1000,
-                        threshold: p.properties.probe_threshold.or(p.properties.number_of_probes).unwrap_or(2),
-                        grace_ms: source.grace.as_millis() as u64,
-                        epoch: rec.boot,
-                    },
-                );
+                checks.insert(id.clone(), lb_probe(id, ip, &p.properties, source.grace, rec.boot));
             }
         }
     }
@@ -717,7 +704,6 @@ fn probe_check(
     app: &App,
     tx: &Tx<'_>,
 ) -> HealthCheck {
-    let q = &p.properties;
     let grace = tx
         .get(&m.set.key)
         .ok()
@@ -726,16 +712,22 @@ fn probe_check(
         .and_then(|doc| health_source(app, tx, &m.set, &doc).ok().flatten())
         .map(|s| s.grace)
         .unwrap_or(DEFAULT_GRACE);
+    lb_probe(id.to_string(), ip, &p.properties, grace, m.rec.boot)
+}
+
+/// A load balancer's probe against one backend.
+fn lb_probe(id: String, ip: IpAddr, q: &galleon_api::lb::ProbeProperties, grace: Duration, epoch: u64) -> HealthCheck {
     HealthCheck {
-        id: id.to_string(),
+        id,
         address: ip,
         port: q.port.unwrap_or(0),
         protocol: if q.protocol == Some(ArmProbe::Tcp) { ProbeProtocol::Tcp } else { ProbeProtocol::Http },
         path: q.request_path.clone(),
+        tls: q.protocol == Some(ArmProbe::Https),
         interval_ms: u64::from(q.interval_in_seconds.unwrap_or(15)) * 1000,
         threshold: q.probe_threshold.or(q.number_of_probes).unwrap_or(2),
         grace_ms: grace.as_millis() as u64,
-        epoch: m.rec.boot,
+        epoch,
     }
 }
 

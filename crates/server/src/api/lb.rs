@@ -177,15 +177,12 @@ fn normalize(lb: &ResourceId, mut p: LoadBalancerProperties) -> ApiResult<LoadBa
         stamp(&mut pr.id, &mut pr.kind, "probes", &name);
         let q = &mut pr.properties;
         let protocol = q.protocol.unwrap_or_default();
-        if protocol == ProbeProtocol::Https {
-            return Err(ApiError::invalid(format!("The probe '{name}': galleon probes Http and Tcp, not Https.")));
-        }
         q.protocol = Some(protocol);
         let port = q.port.ok_or_else(|| ApiError::invalid(format!("The probe '{name}' needs a port.")))?;
         if port == 0 {
             return Err(ApiError::invalid(format!("The probe '{name}' needs a port from 1 to 65535.")));
         }
-        if protocol == ProbeProtocol::Http {
+        if protocol != ProbeProtocol::Tcp {
             let path = q.request_path.get_or_insert_with(|| "/".into());
             if !path.starts_with('/') {
                 return Err(ApiError::invalid(format!(

@@ -207,7 +207,7 @@ pub fn validate(model: &Model) -> ApiResult<()> {
         if is(CUSTOM_SCRIPT) {
             custom_script_settings(e)?;
         } else if is(APP_HEALTH) {
-            // Checked where health is configured (the Application Health extension).
+            crate::net::app_health(e)?;
         } else {
             return Err(ApiError::invalid(format!(
                 "The extension '{name}' ({publisher}.{kind}) is not one galleon can run: use {}.{} or {}.{}.",
