@@ -244,17 +244,10 @@ fn application_health_extension_is_a_health_source() {
     home.publish_sample(work.path(), "1.0.0", false);
     home.ok(&["vmss", "create", "-n", "web", "--image", "g/web", "--instance-count", "3"]);
     // Rich health: `/apphealth` answers 200 with {"ApplicationHealthState": "Healthy"|"Unhealthy"}.
-    home.ok(&[
-        "vmss", "extension", "set", "--vmss-name", "web", "--name", "ApplicationHealthLinux", "--publisher",
-        "Microsoft.ManagedServices", "--version", "2.0", "--settings",
-        r#"{"protocol": "http", "port": 8080, "requestPath": "/apphealth", "intervalInSeconds": 1, "numberOfProbes": 2, "gracePeriod": 30}"#,
-    ]);
+    let settings = r#"{"protocol": "http", "port": 8080, "requestPath": "/apphealth", "intervalInSeconds": 1, "numberOfProbes": 2, "gracePeriod": 30}"#;
+    assert_eq!(home.set_app_health("web", settings).code, 0);
     home.ok(&["vmss", "update-instances", "-n", "web", "--instance-ids", "*"]);
-    let health = |i: u32| {
-        home.ok(&["vmss", "show", "-n", "web", "--instance-id", &i.to_string(), "--query", "healthState", "-o", "tsv"])
-            .trim()
-            .to_string()
-    };
+    let health = |i: u32| home.health_state("web", i);
     wait_until(WAIT, "every instance is Healthy", || (0..3).all(|i| health(i) == "Healthy"));
     let ip1 = home.ip("web", 1);
     body(&format!("http://{ip1}:8080/fail")).unwrap();
@@ -352,39 +345,11 @@ fn automatic_repairs_restart_then_replace_an_unhealthy_instance() {
     home.gallery();
     home.publish_sample(work.path(), "1.0.0", false);
     home.ok(&["vmss", "create", "-n", "web", "--image", "g/web", "--instance-count", "3"]);
-    home.ok(&[
-        "vmss",
-        "extension",
-        "set",
-        "--vmss-name",
-        "web",
-        "--name",
-        "ApplicationHealthLinux",
-        "--publisher",
-        "Microsoft.ManagedServices",
-        "--version",
-        "2.0",
-        "--settings",
-        r#"{"protocol": "http", "port": 8080, "requestPath": "/health", "intervalInSeconds": 1, "numberOfProbes": 2}"#,
-    ]);
+    let settings =
+        r#"{"protocol": "http", "port": 8080, "requestPath": "/health", "intervalInSeconds": 1, "numberOfProbes": 2}"#;
+    assert_eq!(home.set_app_health("web", settings).code, 0);
     home.ok(&["vmss", "update-instances", "-n", "web", "--instance-ids", "*"]);
-    let health = |i: u32| {
-        home.galleon(&[
-            "vmss",
-            "show",
-            "-n",
-            "web",
-            "--instance-id",
-            &i.to_string(),
-            "--query",
-            "healthState",
-            "-o",
-            "tsv",
-        ])
-        .stdout
-        .trim()
-        .to_string()
-    };
+    let health = |i: u32| home.health_state("web", i);
     wait_until(WAIT, "every instance is Healthy", || (0..3).all(|i| health(i) == "Healthy"));
     let reasons = |i: u32| {
         let q = "galleon.decisions[].reason";
@@ -471,23 +436,7 @@ exec openssl s_server -accept "$GALLEON_PRIVATE_IP:8443" -cert cert.pem -key key
             r#"{{"protocol": "{protocol}", "port": 8443, "requestPath": "/health.json", "intervalInSeconds": 1, "numberOfProbes": 1}}"#
         )
     };
-    let set = |protocol: &str| {
-        home.galleon(&[
-            "vmss",
-            "extension",
-            "set",
-            "--vmss-name",
-            "web",
-            "--name",
-            "ApplicationHealthLinux",
-            "--publisher",
-            "Microsoft.ManagedServices",
-            "--version",
-            "2.0",
-            "--settings",
-            &settings(protocol),
-        ])
-    };
+    let set = |protocol: &str| home.set_app_health("web", &settings(protocol));
     let refused = set("ftp");
     assert_ne!(refused.code, 0);
     assert!(refused.stderr.contains("must be http, https or tcp"), "{}", refused.stderr);
@@ -495,11 +444,7 @@ exec openssl s_server -accept "$GALLEON_PRIVATE_IP:8443" -cert cert.pem -key key
     assert_eq!(listed.trim(), "0", "a refused extension is not stored");
     assert_eq!(set("https").code, 0);
     home.ok(&["vmss", "update-instances", "-n", "web", "--instance-ids", "*"]);
-    let health = |i: u32| {
-        home.ok(&["vmss", "show", "-n", "web", "--instance-id", &i.to_string(), "--query", "healthState", "-o", "tsv"])
-            .trim()
-            .to_string()
-    };
+    let health = |i: u32| home.health_state("web", i);
     wait_until(WAIT, "both instances are Healthy over https", || health(0) == "Healthy" && health(1) == "Healthy");
     home.ok(&[
         "vmss",

@@ -111,6 +111,35 @@ impl Home {
 }
 
 impl Home {
+    /// `vmss extension set` of the Application Health extension (v2) on scale set `vmss`, with `settings`
+    /// (JSON).
+    pub fn set_app_health(&self, vmss: &str, settings: &str) -> crate::Run {
+        self.galleon(&[
+            "vmss",
+            "extension",
+            "set",
+            "--vmss-name",
+            vmss,
+            "--name",
+            "ApplicationHealthLinux",
+            "--publisher",
+            "Microsoft.ManagedServices",
+            "--version",
+            "2.0",
+            "--settings",
+            settings,
+        ])
+    }
+
+    /// An instance's `healthState`, empty when it cannot be read (the instance is gone, say).
+    pub fn health_state(&self, vmss: &str, id: u32) -> String {
+        let id = id.to_string();
+        let q = ["vmss", "show", "-n", vmss, "--instance-id", &id, "--query", "healthState", "-o", "tsv"];
+        self.galleon(&q).stdout.trim().to_string()
+    }
+}
+
+impl Home {
     /// Scale set `web` of `n` instances of `g/web/<version>` behind load balancer `webLB`: an Http probe on
     /// `/health` (1 s, threshold 2), a Tcp rule on 18080 and an Http rule on 18081, NAT to port 8080.
     /// Waits until the Http frontend reaches every instance; returns the frontend's address.
