@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use galleon_testkit::fixtures::tls_image;
 use galleon_testkit::http::{body, get};
 use galleon_testkit::load::Load;
 use galleon_testkit::{Home, wait_until};
@@ -134,4 +135,51 @@ fn zero_failed_requests_while_instances_are_upgraded_and_reimaged() {
     assert!(stats.sent > 1000, "too little load to prove anything: {stats}");
     assert!(stats.bodies.keys().any(|b| b.contains("Welcome v1.1.0")), "{:?}", stats.bodies.keys());
     assert_eq!(home.latest_model_applied("web"), "true true true");
+}
+
+/// An Https probe speaks TLS to the backend (its self-signed certificate accepted); the same port probed
+/// as plain Http gets no HTTP answer and the instances are Unhealthy.
+#[test]
+fn an_https_probe_speaks_tls() {
+    let home = Home::start(BIN);
+    let work = tempfile::tempdir().unwrap();
+    home.gallery();
+    let image = work.path().join("tls");
+    tls_image(&image);
+    home.ok(&["image", "create", "-n", "tls", "--source", image.to_str().unwrap()]);
+    home.ok(&["vmss", "create", "-n", "web", "--image", "tls", "--instance-count", "2", "--lb", "webLB"]);
+    let probe = |verb: &str, protocol: &str| {
+        let mut args = vec!["network", "lb", "probe", verb, "--lb-name", "webLB", "-n", "tls", "--protocol", protocol];
+        if verb == "create" {
+            args.extend(["--port", "8443", "--path", "/health.json", "--interval", "1", "--threshold", "1"]);
+        }
+        home.ok(&args);
+    };
+    probe("create", "Https");
+    home.ok(&[
+        "network",
+        "lb",
+        "rule",
+        "create",
+        "--lb-name",
+        "webLB",
+        "-n",
+        "tls",
+        "--protocol",
+        "Tcp",
+        "--frontend-port",
+        "18443",
+        "--backend-port",
+        "8443",
+        "--backend-pool-name",
+        "webLBBEPool",
+        "--probe",
+        "tls",
+    ]);
+    let both = |state: &str| (0..2).all(|i| home.health_state("web", i) == state);
+    wait_until(Duration::from_secs(30), "both instances are Healthy by the Https probe", || both("Healthy"));
+    probe("update", "Http");
+    wait_until(Duration::from_secs(10), "plain Http to a TLS port fails", || both("Unhealthy"));
+    probe("update", "Https");
+    wait_until(Duration::from_secs(10), "Https again: Healthy", || both("Healthy"));
 }

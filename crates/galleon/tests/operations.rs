@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use galleon_testkit::fixtures::sample_image;
+use galleon_testkit::fixtures::{sample_image, tls_image};
 use galleon_testkit::http::body;
 use galleon_testkit::{Home, disk_usage, procs, wait_until};
 
@@ -415,19 +415,7 @@ fn application_health_over_https() {
     let home = Home::start(BIN);
     let work = tempfile::tempdir().unwrap();
     let image = work.path().join("tls");
-    std::fs::create_dir_all(&image).unwrap();
-    let start = image.join("start");
-    std::fs::write(
-        &start,
-        r#"#!/bin/sh
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout key.pem -out cert.pem -days 2 -subj /CN=galleon 2>/dev/null
-echo '{"ApplicationHealthState": "Healthy"}' > health.json
-exec openssl s_server -accept "$GALLEON_PRIVATE_IP:8443" -cert cert.pem -key key.pem -WWW -quiet
-"#,
-    )
-    .unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&start, std::fs::Permissions::from_mode(0o755)).unwrap();
+    tls_image(&image);
     home.gallery();
     home.ok(&["image", "create", "-n", "tls", "--source", image.to_str().unwrap()]);
     home.ok(&["vmss", "create", "-n", "web", "--image", "tls", "--instance-count", "2"]);

@@ -120,8 +120,10 @@ fn rules(c: &HealthCheck) -> Rules {
 }
 
 /// What makes a prober probe differently (the rules are the tracker's business).
+/// Whether two specs probe alike (what a prober was started with); the rest is the tracker's rules.
 fn same_probe(a: &HealthCheck, b: &HealthCheck) -> bool {
-    (a.address, a.port, a.protocol, &a.path, a.interval_ms) == (b.address, b.port, b.protocol, &b.path, b.interval_ms)
+    let probe = |c: &HealthCheck| (c.address, c.port, c.protocol, c.path.clone(), c.tls, c.interval_ms);
+    probe(a) == probe(b)
 }
 
 fn wire_outcome(o: Outcome) -> ProbeOutcome {

@@ -25,6 +25,24 @@ pub fn sample_image(dir: &Path, bin: &Path, title: &str, unhealthy: bool) {
     }
 }
 
+/// An app root whose app serves HTTPS on port 8443 of its private address with a self-signed certificate
+/// made at start: openssl's `s_server`, answering each `GET /FILE` with the file (`health.json` says
+/// `{"ApplicationHealthState": "Healthy"}` until changed).
+pub fn tls_image(dir: &Path) {
+    std::fs::create_dir_all(dir).expect("an image directory");
+    let start = dir.join("start");
+    std::fs::write(
+        &start,
+        r#"#!/bin/sh
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout key.pem -out cert.pem -days 2 -subj /CN=galleon 2>/dev/null
+echo '{"ApplicationHealthState": "Healthy"}' > health.json
+exec openssl s_server -accept "$GALLEON_PRIVATE_IP:8443" -cert cert.pem -key key.pem -WWW -quiet
+"#,
+    )
+    .expect("start");
+    std::fs::set_permissions(&start, std::fs::Permissions::from_mode(0o755)).expect("chmod start");
+}
+
 impl Home {
     /// Group `rg` (the default), gallery `g` and definition `web`.
     pub fn gallery(&self) {
