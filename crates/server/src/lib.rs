@@ -197,10 +197,16 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
         })
         .await?;
     // Work in flight is recorded; a restarted control plane resumes it. Give it a moment to reach a
-    // phase boundary, then leave (instances keep running).
+    // phase boundary, then leave (instances keep running, unless `galleon shutdown` stopped the home).
+    let whole_home = app.shutdown.is_cancelled();
+    app.shutdown.cancel();
     app.tasks.close();
     let _ = tokio::time::timeout(std::time::Duration::from_secs(2), app.tasks.wait()).await;
-    tracing::info!("galleon stopped; instances and the data plane keep running");
+    if whole_home {
+        tracing::info!("galleon stopped the home: its instances and data plane are stopped");
+    } else {
+        tracing::info!("galleon stopped; instances and the data plane keep running");
+    }
     Ok(())
 }
 

@@ -211,12 +211,18 @@ impl Net {
         }
     }
 
+    /// Mirrors the data plane's health transitions until the home shuts down (`galleon shutdown` waits for
+    /// the control plane's tasks, this one included).
     async fn follow_health(&self, app: &App) {
         let Some(client) = self.client() else { return };
         let mut after = 0;
         let mut boot = String::new();
         loop {
-            match client.events(after, Duration::from_secs(10)).await {
+            let events = tokio::select! {
+                e = client.events(after, Duration::from_secs(10)) => e,
+                _ = app.shutdown.cancelled() => return,
+            };
+            match events {
                 Ok(report) => {
                     if report.boot_id != boot || report.truncated {
                         boot = report.boot_id.clone();
