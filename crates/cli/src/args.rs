@@ -169,7 +169,9 @@ pub enum GroupCmd {
         #[arg(short = 'n', long = "name", visible_alias = "resource-group", short_alias = 'g')]
         name: String,
     },
-    /// Delete an empty resource group.
+    /// Delete a resource group with everything in it (scale sets and their instances and disks, load
+    /// balancers, galleries, images). Asks first unless --yes; refused while a scale set of another group
+    /// uses something in it.
     Delete {
         #[arg(short = 'n', long = "name", visible_alias = "resource-group", short_alias = 'g')]
         name: String,

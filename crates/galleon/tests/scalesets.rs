@@ -323,3 +323,61 @@ fn instance_actions_ids_and_scaling() {
     assert!(procs::instance_roots(home.path()).is_empty());
     assert_eq!(home.fails(&["vmss", "show", "-n", "web"]).code, 3);
 }
+
+/// `group delete` takes everything in the group with it, as `az group delete` does: refused while a scale
+/// set of another group uses something in it; changes inside are refused while it goes; a `kill -9` of
+/// the daemon in the middle is resumed; no process, instance directory or resource of it is left, and a
+/// request in flight when it started still gets its answer.
+#[test]
+fn deleting_a_group_takes_everything_with_it_and_survives_kill_9() {
+    let mut home = Home::start(BIN);
+    let work = tempfile::tempdir().unwrap();
+    home.gallery();
+    home.publish_sample(work.path(), "1.0.0", false);
+    let lb = home.lb_setup(work.path(), 2, "g/web/1.0.0", &[]);
+    home.ok(&["image", "create", "-n", "img", "--source", work.path().join("img-1.0.0").to_str().unwrap()]);
+    let count = |home: &Home, what: &[&str]| {
+        let mut args = what.to_vec();
+        args.extend(["--query", "length(@)", "-o", "tsv"]);
+        home.ok(&args).trim().to_string()
+    };
+
+    // A scale set of another group uses rg's gallery version: refused, nothing changes.
+    home.ok(&["group", "create", "-n", "other"]);
+    let v1 = home.version_id("1.0.0");
+    home.ok(&["vmss", "create", "-g", "other", "-n", "user", "--image", &v1, "--instance-count", "1"]);
+    let refused = home.fails(&["group", "delete", "-n", "rg", "--yes"]);
+    assert!(refused.stderr.contains("'user'"), "{}", refused.stderr);
+    let state = home.ok(&["group", "show", "-n", "rg", "--query", "properties.provisioningState", "-o", "tsv"]);
+    assert_eq!(state.trim(), "Succeeded");
+    assert_eq!(count(&home, &["vmss", "list-instances", "-n", "web"]), "2");
+    // Without a terminal to ask on, --yes is needed.
+    let asked = home.fails(&["group", "delete", "-n", "other"]);
+    assert!(asked.stderr.contains("--yes"), "{}", asked.stderr);
+    home.ok(&["group", "delete", "-n", "other", "--yes"]);
+    assert_eq!(home.ok(&["group", "exists", "-n", "other"]).trim(), "false");
+
+    // A slow request in flight holds its instance's drain: meanwhile the group is Deleting.
+    let slow = std::thread::spawn(move || body(&format!("http://{lb}:18081/slow?ms=3000")));
+    wait_until(WAIT, "the slow request is in flight", || {
+        let metrics = home.json(&["network", "lb", "show-metrics", "-n", "webLB"]);
+        metrics.to_string().contains("\"inFlight\":1")
+    });
+    home.ok(&["group", "delete", "-n", "rg", "--yes", "--no-wait"]);
+    let late = home.fails(&["network", "lb", "create", "-n", "late"]);
+    assert!(late.stderr.contains("is being deleted"), "{}", late.stderr);
+    home.kill_daemon();
+    home.start_daemon();
+    wait_until(Duration::from_secs(60), "the group is gone", || {
+        home.ok(&["group", "exists", "-n", "rg"]).trim() == "false"
+    });
+    let log = std::fs::read_to_string(home.path().join("serve.log")).unwrap();
+    assert!(log.contains("resuming the deletion of the resource group 'rg'"), "the restarted daemon resumed it");
+    assert!(slow.join().unwrap().is_some_and(|b| b.contains("slow")), "the request in flight was answered");
+    assert!(procs::instance_roots(home.path()).is_empty(), "no instance process is left");
+    let dirs = std::fs::read_dir(home.path().join("instances")).map(|d| d.count()).unwrap_or(0);
+    assert_eq!(dirs, 0, "no instance directory (OS or data disk) is left");
+    for list in [&["sig", "list"][..], &["image", "list"], &["network", "lb", "list"], &["vmss", "list"]] {
+        assert_eq!(count(&home, list), "0", "{list:?}");
+    }
+}

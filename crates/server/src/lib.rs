@@ -184,6 +184,7 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     api::builds::fail_interrupted(&app).map_err(|e| anyhow::anyhow!("cannot recover builds: {}", e.message))?;
     fleet::resume(&app).await.map_err(|e| anyhow::anyhow!("cannot resume the fleet: {}", e.message))?;
     upgrade::resume(&app).map_err(|e| anyhow::anyhow!("cannot resume upgrades: {}", e.message))?;
+    api::groups::resume(&app).map_err(|e| anyhow::anyhow!("cannot resume group deletions: {}", e.message))?;
     let stopped = {
         let app = app.clone();
         async move { app.stopped.notified().await }

@@ -28,6 +28,8 @@ pub enum Owner {
     Upgrade,
     /// An image build: its thread ends it (or, after a restart, `builds::fail_interrupted`).
     Build,
+    /// A resource group deleted with what it holds: its cascade ends it (`api::groups`).
+    DeleteGroup,
 }
 
 /// The stored operation: ARM's status document plus what galleon needs to finish it.

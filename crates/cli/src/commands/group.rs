@@ -33,7 +33,10 @@ pub async fn run(ctx: &Ctx, cmd: &GroupCmd) -> CliResult<Out> {
             };
             Ok(Out::Raw(serde_json::Value::Bool(found)))
         }
-        GroupCmd::Delete { name, no_wait, .. } => {
+        GroupCmd::Delete { name, yes, no_wait } => {
+            if !yes && !confirm()? {
+                return Err(CliError::usage("Operation cancelled."));
+            }
             ctx.client.delete(&path(name), !no_wait.no_wait).await?;
             Ok(Out::Nothing)
         }
@@ -85,4 +88,18 @@ pub async fn account(ctx: &Ctx, cmd: &AccountCmd) -> CliResult<Out> {
             })))
         }
     }
+}
+
+/// az's question before deleting a group with everything in it; without a terminal to ask, `--yes` is
+/// needed.
+fn confirm() -> CliResult<bool> {
+    use std::io::{BufRead, IsTerminal, Write};
+    if !std::io::stdin().is_terminal() {
+        return Err(CliError::usage("Unable to prompt for confirmation as no tty is available. Use --yes."));
+    }
+    eprint!("Are you sure you want to perform this operation? (y/n): ");
+    let _ = std::io::stderr().flush();
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer)?;
+    Ok(matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes"))
 }

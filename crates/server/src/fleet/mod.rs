@@ -259,7 +259,7 @@ impl ScaleSet {
                     tx.forget_upgrades(&self.key)?;
                 }
             }
-            Owner::Instances | Owner::Upgrade | Owner::Build => {}
+            Owner::Instances | Owner::Upgrade | Owner::Build | Owner::DeleteGroup => {}
         }
         Ok(())
     }
@@ -428,7 +428,7 @@ pub async fn resume(app: &App) -> ApiResult<()> {
     let open = app.store.read(|tx| Ok::<_, ApiError>(tx.operations_in_progress()?))?;
     for (id, doc) in open {
         let Ok(op) = serde_json::from_value::<ops::Operation>(doc) else { continue };
-        if matches!(op.owner, Owner::Upgrade | Owner::Build) {
+        if matches!(op.owner, Owner::Upgrade | Owner::Build | Owner::DeleteGroup) {
             continue;
         }
         if let Some((set, _)) = sets.iter().find(|(s, _)| s.key == op.target) {
