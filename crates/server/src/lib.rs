@@ -69,6 +69,17 @@ pub struct AppState {
 
 pub type App = Arc<AppState>;
 
+/// Runs blocking work (SQLite, the runtime, the image store) off the async threads.
+pub(crate) async fn blocking<T: Send + 'static>(
+    app: &App,
+    f: impl FnOnce(&App) -> error::ApiResult<T> + Send + 'static,
+) -> error::ApiResult<T> {
+    let app = app.clone();
+    tokio::task::spawn_blocking(move || f(&app))
+        .await
+        .map_err(|e| ApiError::internal(format!("blocking work failed: {e}")))?
+}
+
 pub struct ServeOptions {
     pub home: PathBuf,
 }

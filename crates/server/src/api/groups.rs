@@ -8,11 +8,11 @@ use galleon_core::ids::ResourceId;
 use galleon_core::names::NameKind;
 use galleon_store::Kind;
 
-use crate::App;
 use crate::error::{ApiError, ApiResult};
 use crate::ops::{self, Owner};
 use crate::request::ApiRequest;
 use crate::resource::{check_name, created_or_ok, json, list as list_rows, new_row, updated_row};
+use crate::{App, blocking};
 
 pub fn put(app: &App, name: &str, req: &ApiRequest) -> ApiResult<Response> {
     check_name(NameKind::ResourceGroup, name)?;
@@ -97,6 +97,7 @@ pub fn being_deleted(name: &str) -> ApiError {
     )
 }
 
+/// Whether a resource (a group, a scale set) is being deleted, by its document's provisioningState.
 pub fn is_deleting(row: &galleon_store::Row) -> bool {
     row.doc.pointer("/properties/provisioningState").and_then(|s| s.as_str()) == Some("Deleting")
 }
@@ -166,10 +167,9 @@ async fn cascade(app: App, name: String, op: String) {
     if app.shutdown.is_cancelled() && result.is_ok() {
         return; // Interrupted: `resume` goes on after a restart.
     }
-    let app2 = app.clone();
-    let finished = tokio::task::spawn_blocking(move || {
-        let id = ResourceId::group(&app2.subscription, &name);
-        app2.store.write(|tx| {
+    let finished = blocking(&app, move |app| {
+        let id = ResourceId::group(&app.subscription, &name);
+        app.store.write(|tx| {
             match &result {
                 Ok(()) => {
                     tx.delete(&id.to_string())?;
@@ -192,7 +192,7 @@ async fn cascade(app: App, name: String, op: String) {
         Ok::<_, ApiError>(())
     })
     .await;
-    if let Ok(Err(e)) = finished {
+    if let Err(e) = finished {
         tracing::warn!("cannot finish deleting a resource group: {}", e.message);
     }
 }
@@ -205,14 +205,11 @@ async fn empty_group(app: &App, name: &str) -> ApiResult<()> {
         if app.shutdown.is_cancelled() {
             return Ok(());
         }
-        let (app2, group) = (app.clone(), name.to_string());
-        let left = blocking(move || {
-            let sets = app2.store.read(|tx| Ok::<_, ApiError>(tx.in_group(&group, Kind::ScaleSet)?))?;
-            for set in sets
-                .iter()
-                .filter(|s| s.doc.pointer("/properties/provisioningState").and_then(|p| p.as_str()) != Some("Deleting"))
-            {
-                match crate::api::vmss::delete(&app2, &group, &set.name) {
+        let group = name.to_string();
+        let left = blocking(app, move |app| {
+            let sets = app.store.read(|tx| Ok::<_, ApiError>(tx.in_group(&group, Kind::ScaleSet)?))?;
+            for set in sets.iter().filter(|s| !is_deleting(s)) {
+                match crate::api::vmss::delete(app, &group, &set.name) {
                     Err(e) if e.status == StatusCode::CONFLICT => {}
                     other => {
                         other?;
@@ -227,33 +224,29 @@ async fn empty_group(app: &App, name: &str) -> ApiResult<()> {
         }
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
-    let (app2, group) = (app.clone(), name.to_string());
-    blocking(move || {
-        let rows = |kind| app2.store.read(|tx| Ok::<_, ApiError>(tx.in_group(&group, kind)?));
+    let group = name.to_string();
+    blocking(app, move |app| {
+        let rows = |kind| app.store.read(|tx| Ok::<_, ApiError>(tx.in_group(&group, kind)?));
         for lb in rows(Kind::LoadBalancer)? {
-            crate::api::lb::delete(&app2, &group, &lb.name)?;
+            crate::api::lb::delete(app, &group, &lb.name)?;
         }
         for v in rows(Kind::GalleryImageVersion)? {
             let id = ResourceId::parse(&v.id).map_err(ApiError::internal)?;
             let [g, d, v] = [0, 1, 2].map(|i| id.names.get(i).cloned().unwrap_or_default());
-            crate::api::gallery::delete_version(&app2, &group, &g, &d, &v)?;
+            crate::api::gallery::delete_version(app, &group, &g, &d, &v)?;
         }
         for d in rows(Kind::GalleryImage)? {
             let id = ResourceId::parse(&d.id).map_err(ApiError::internal)?;
             let [g, d] = [0, 1].map(|i| id.names.get(i).cloned().unwrap_or_default());
-            crate::api::gallery::delete_definition(&app2, &group, &g, &d)?;
+            crate::api::gallery::delete_definition(app, &group, &g, &d)?;
         }
         for g in rows(Kind::Gallery)? {
-            crate::api::gallery::delete_gallery(&app2, &group, &g.name)?;
+            crate::api::gallery::delete_gallery(app, &group, &g.name)?;
         }
         for i in rows(Kind::Image)? {
-            crate::api::images::delete(&app2, &group, &i.name)?;
+            crate::api::images::delete(app, &group, &i.name)?;
         }
         Ok(())
     })
     .await
-}
-
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> ApiResult<T> + Send + 'static) -> ApiResult<T> {
-    tokio::task::spawn_blocking(f).await.map_err(ApiError::internal)?
 }

@@ -36,15 +36,14 @@ pub fn handle(app: &App, req: &ApiRequest) -> ApiResult<Response> {
     }
     req.check_api_version()?;
     let n: Vec<&str> = req.names.iter().map(String::as_str).collect();
+    let m = &req.method;
     // Nothing changes inside a group being deleted (deletes go on: they are what empties it).
-    if ![Method::GET, Method::HEAD, Method::DELETE].contains(&req.method) && req.shape.starts_with("resourcegroups/{}")
-    {
+    if ![Method::GET, Method::HEAD, Method::DELETE].contains(m) && req.shape.starts_with("resourcegroups/{}") {
         let group = galleon_core::ids::ResourceId::group(&app.subscription, n[0]).to_string();
         if app.store.read(|tx| Ok::<_, ApiError>(tx.get(&group)?))?.is_some_and(|r| groups::is_deleting(&r)) {
             return Err(groups::being_deleted(n[0]));
         }
     }
-    let m = &req.method;
     const GALLERIES: &str = "resourcegroups/{}/providers/microsoft.compute/galleries";
     match (m.clone(), req.shape.as_str()) {
         (Method::GET, "") => account::get(app),

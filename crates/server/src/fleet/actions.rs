@@ -14,13 +14,13 @@ use galleon_api::{ErrorDetail, ProvisioningState};
 use galleon_core::health::HealthState;
 use galleon_runtime::{CustomScript, ImageSource, LaunchSpec, Phase as RtPhase};
 
-use crate::App;
 use crate::clock;
 use crate::error::{ApiError, ApiResult};
 use crate::fleet::model::{self, CUSTOM_SCRIPT, Model};
 use crate::fleet::record::{Action, DataDiskRecord, ImageRef, InstanceRecord, Phase, Power};
 use crate::fleet::{ScaleSet, decide};
 use crate::ops;
+use crate::{App, blocking};
 
 /// How long provisioning (downloads and the CustomScript) may take before the instance is failed.
 const PROVISIONING_TIMEOUT: Duration = Duration::from_secs(600);
@@ -329,14 +329,6 @@ fn last_line(s: &str) -> Option<&str> {
 
 fn runtime_error(e: galleon_runtime::RuntimeError) -> ApiError {
     ApiError::internal(e)
-}
-
-/// Runs blocking runtime work off the async threads.
-async fn blocking<T: Send + 'static>(app: &App, f: impl FnOnce(&App) -> ApiResult<T> + Send + 'static) -> ApiResult<T> {
-    let app = app.clone();
-    tokio::task::spawn_blocking(move || f(&app))
-        .await
-        .map_err(|e| ApiError::internal(format!("a runtime call failed: {e}")))?
 }
 
 /// An action that cannot finish: the instance is recorded Failed with why, its operation learns of it.
