@@ -26,7 +26,7 @@ static STARTED_UNDER: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
 /// Ctrl-C stops what the bench started under `dir` and removes `dir`, as the destructors that an exit
 /// on a signal skips would have. (Instances, the data plane, nginx and HAProxy lead sessions of their
 /// own, so the terminal's SIGINT never reaches them.)
-pub fn clean_on_interrupt(dir: &Path) {
+fn clean_on_interrupt(dir: &Path) {
     STARTED_UNDER.lock().unwrap_or_else(|e| e.into_inner()).push(dir.to_path_buf());
 }
 
@@ -44,9 +44,16 @@ fn stop_on_interrupt() {
     });
 }
 
-fn release_binary() -> anyhow::Result<std::path::PathBuf> {
+/// A release build of galleon, a home with its daemon on it, and a work directory: what every bench with
+/// a daemon starts from. Ctrl-C cleans both directories up.
+pub fn release_home() -> anyhow::Result<(PathBuf, galleon_testkit::Home, tempfile::TempDir)> {
     run("cargo", &["build", "--release", "--quiet", "-p", "galleon"])?;
-    Ok(root().join("target/release/galleon"))
+    let bin = root().join("target/release/galleon");
+    let home = galleon_testkit::Home::start(bin.to_str().context("a UTF-8 path to the galleon binary")?);
+    let work = tempfile::tempdir()?;
+    clean_on_interrupt(home.path());
+    clean_on_interrupt(work.path());
+    Ok((bin, home, work))
 }
 
 /// Replaces the section `name` of docs/benchmarks.md (between its markers) with `body`.
@@ -118,11 +125,7 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 /// 50 instances of a 20 MB image: every instance running; OS disk ready per instance.
 fn instances() -> anyhow::Result<()> {
     const COUNT: u32 = 50;
-    let bin = release_binary()?;
-    let home = galleon_testkit::Home::start(bin.to_str().context("a UTF-8 path")?);
-    let work = tempfile::tempdir()?;
-    clean_on_interrupt(home.path());
-    clean_on_interrupt(work.path());
+    let (bin, home, work) = release_home()?;
     // The image: the sample app (the galleon binary, copied in) plus data up to 20 MB, a few files.
     let image = work.path().join("image");
     std::fs::create_dir_all(image.join("bin"))?;

@@ -24,7 +24,6 @@ use galleon_testkit::{Home, procs};
 
 use crate::bench::{machine, write_section};
 use crate::tools::which;
-use crate::{root, run};
 
 const ROUNDS: usize = 5;
 const SECONDS: u64 = 6;
@@ -55,13 +54,8 @@ exec nginx -p "$GALLEON_OS_DISK" -e stderr -c "$GALLEON_OS_DISK/nginx.conf"
 
 pub fn main() -> anyhow::Result<()> {
     ensure_tools()?;
-    run("cargo", &["build", "--release", "--quiet", "-p", "galleon"])?;
+    let (_, home, work) = crate::bench::release_home()?;
     let started = Instant::now();
-    let bin = root().join("target/release/galleon");
-    let home = Home::start(bin.to_str().context("a UTF-8 path to the galleon binary")?);
-    let work = tempfile::tempdir()?;
-    crate::bench::clean_on_interrupt(home.path());
-    crate::bench::clean_on_interrupt(work.path());
     // nginx workers of the proxy run as nobody: they must be able to enter their directory.
     std::fs::set_permissions(work.path(), std::fs::Permissions::from_mode(0o755))?;
 

@@ -10,18 +10,13 @@ use std::time::Instant;
 use anyhow::{Context, bail};
 
 use crate::bench::{machine, write_section};
-use crate::{root, run};
+use crate::root;
 
 pub fn upgrade() -> anyhow::Result<()> {
     const N: u32 = 10;
     const INTERVAL_S: f64 = 1.0;
     const THRESHOLD: f64 = 2.0;
-    run("cargo", &["build", "--release", "--quiet", "-p", "galleon"])?;
-    let bin = root().join("target/release/galleon");
-    let home = galleon_testkit::Home::start(bin.to_str().context("utf-8 path")?);
-    let work = tempfile::tempdir()?;
-    crate::bench::clean_on_interrupt(home.path());
-    crate::bench::clean_on_interrupt(work.path());
+    let (_, home, work) = crate::bench::release_home()?;
     home.gallery();
     home.publish_sample(work.path(), "1.0.0", false);
     home.publish_sample(work.path(), "1.1.0", false);
